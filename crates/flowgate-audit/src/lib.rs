@@ -1,0 +1,1 @@
+//! flowgate-audit (skeleton; filled in by its issue).

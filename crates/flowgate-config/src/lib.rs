@@ -1,0 +1,1 @@
+//! flowgate-config (skeleton; filled in by its issue).

@@ -1,0 +1,1 @@
+//! flowgate-gateway (skeleton; filled in by its issue).

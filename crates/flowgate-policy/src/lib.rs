@@ -1,0 +1,1 @@
+//! flowgate-policy (skeleton; filled in by its issue).

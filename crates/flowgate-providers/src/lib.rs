@@ -1,0 +1,1 @@
+//! flowgate-providers (skeleton; filled in by its issue).

@@ -1,0 +1,1 @@
+//! flowgate-ratelimit (skeleton; filled in by its issue).

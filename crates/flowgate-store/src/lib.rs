@@ -1,0 +1,1 @@
+//! flowgate-store (skeleton; filled in by its issue).

@@ -1,0 +1,1 @@
+//! flowgate-test-support (skeleton; filled in by its issue).

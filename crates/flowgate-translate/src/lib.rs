@@ -1,0 +1,1 @@
+//! flowgate-translate (skeleton; filled in by its issue).

@@ -1,0 +1,1 @@
+//! flowgate-types (skeleton; filled in by its issue).
