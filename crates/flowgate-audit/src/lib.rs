@@ -9,4 +9,5 @@
 //! Leaves out storage (the SQLite and PostgreSQL stores implement [`source::AuditSource`] and
 //! [`merkle::LeafHashSource`]), the write queue and spool, the HTTP API and the CLI.
 
+pub mod canonical;
 pub mod merkle;
