@@ -11,3 +11,4 @@
 
 pub mod canonical;
 pub mod merkle;
+pub mod note;
