@@ -10,5 +10,7 @@
 //! [`merkle::LeafHashSource`]), the write queue and spool, the HTTP API and the CLI.
 
 pub mod canonical;
+pub mod checkpoint;
 pub mod merkle;
 pub mod note;
+pub mod record;
