@@ -9,6 +9,7 @@
 //! Leaves out storage (the SQLite and PostgreSQL stores implement [`source::AuditSource`] and
 //! [`merkle::LeafHashSource`]), the write queue and spool, the HTTP API and the CLI.
 
+pub mod appender;
 pub mod canonical;
 pub mod checkpoint;
 pub mod merkle;

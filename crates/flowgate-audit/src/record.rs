@@ -443,7 +443,7 @@ pub(crate) fn check_record(bytes: &[u8]) -> Result<u64, RecordError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use proptest::prelude::*;
 
     use super::*;
