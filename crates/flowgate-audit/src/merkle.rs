@@ -320,6 +320,76 @@ fn check_available<S: LeafHashSource + ?Sized>(
     Ok(())
 }
 
+/// The subtrees whose roots form the inclusion proof of `index` in a tree of `size` leaves,
+/// as half-open leaf ranges ordered leaf to root. Lets async stores compute each root their
+/// own way (see [`crate::source::prove_inclusion`]).
+///
+/// # Errors
+/// [`ProofError::IndexOutOfRange`].
+pub fn inclusion_proof_ranges(index: u64, size: u64) -> Result<Vec<(u64, u64)>, ProofError> {
+    if index >= size {
+        return Err(ProofError::IndexOutOfRange { index, size });
+    }
+    // Walk down from the root, collecting sibling subtrees top-down, then reverse.
+    let mut ranges = Vec::with_capacity(64);
+    let (mut start, mut end) = (0u64, size);
+    while end - start > 1 {
+        let k = split_point(end - start);
+        if index < start + k {
+            ranges.push((start + k, end));
+            end = start + k;
+        } else {
+            ranges.push((start, start + k));
+            start += k;
+        }
+    }
+    ranges.reverse();
+    Ok(ranges)
+}
+
+/// The subtrees whose roots form the consistency proof between sizes `size1` and `size2`
+/// (RFC 9162 §2.1.4.1), as leaf ranges ordered leaf to root. Empty for equal sizes.
+///
+/// # Errors
+/// [`ProofError::SizesReversed`] or [`ProofError::FromEmptyTree`].
+pub fn consistency_proof_ranges(size1: u64, size2: u64) -> Result<Vec<(u64, u64)>, ProofError> {
+    if size1 > size2 {
+        return Err(ProofError::SizesReversed { size1, size2 });
+    }
+    if size1 == size2 {
+        return Ok(Vec::new());
+    }
+    if size1 == 0 {
+        return Err(ProofError::FromEmptyTree);
+    }
+    // SUBPROOF(m, D[start..end], complete), unrolled: descend while collecting siblings.
+    let mut ranges = Vec::with_capacity(64);
+    let (mut start, mut end) = (0u64, size2);
+    let mut m = size1;
+    let mut complete = true;
+    loop {
+        let n = end - start;
+        if m == n {
+            if !complete {
+                ranges.push((start, end));
+            }
+            break;
+        }
+        let k = split_point(n);
+        if m <= k {
+            ranges.push((start + k, end));
+            end = start + k;
+        } else {
+            ranges.push((start, start + k));
+            start += k;
+            m -= k;
+            complete = false;
+        }
+    }
+    ranges.reverse();
+    Ok(ranges)
+}
+
 /// Generates the inclusion proof (RFC 9162 §2.1.3.1) of leaf `index` in the tree of the first
 /// `size` leaves of `source`. Hashes are ordered leaf to root.
 ///
@@ -330,25 +400,12 @@ pub fn inclusion_proof<S: LeafHashSource + ?Sized>(
     index: u64,
     size: u64,
 ) -> Result<Vec<Hash>, ProveError<S::Error>> {
-    if index >= size {
-        return Err(ProofError::IndexOutOfRange { index, size }.into());
-    }
+    let ranges = inclusion_proof_ranges(index, size)?;
     check_available(source, size)?;
-    // Walk down from the root, collecting sibling subtree roots top-down, then reverse.
-    let mut proof = Vec::with_capacity(64);
-    let (mut start, mut end) = (0u64, size);
-    while end - start > 1 {
-        let k = split_point(end - start);
-        if index < start + k {
-            proof.push(subtree_root(source, start + k, end)?);
-            end = start + k;
-        } else {
-            proof.push(subtree_root(source, start, start + k)?);
-            start += k;
-        }
-    }
-    proof.reverse();
-    Ok(proof)
+    ranges
+        .into_iter()
+        .map(|(start, end)| subtree_root(source, start, end))
+        .collect()
 }
 
 /// Generates the consistency proof (RFC 9162 §2.1.4.1) between the trees of the first `size1`
@@ -362,42 +419,14 @@ pub fn consistency_proof<S: LeafHashSource + ?Sized>(
     size1: u64,
     size2: u64,
 ) -> Result<Vec<Hash>, ProveError<S::Error>> {
-    if size1 > size2 {
-        return Err(ProofError::SizesReversed { size1, size2 }.into());
+    let ranges = consistency_proof_ranges(size1, size2)?;
+    if !ranges.is_empty() {
+        check_available(source, size2)?;
     }
-    if size1 == size2 {
-        return Ok(Vec::new());
-    }
-    if size1 == 0 {
-        return Err(ProofError::FromEmptyTree.into());
-    }
-    check_available(source, size2)?;
-    // SUBPROOF(m, D[start..end], complete), unrolled: descend while collecting siblings.
-    let mut proof = Vec::with_capacity(64);
-    let (mut start, mut end) = (0u64, size2);
-    let mut m = size1;
-    let mut complete = true;
-    loop {
-        let n = end - start;
-        if m == n {
-            if !complete {
-                proof.push(subtree_root(source, start, end)?);
-            }
-            break;
-        }
-        let k = split_point(n);
-        if m <= k {
-            proof.push(subtree_root(source, start + k, end)?);
-            end = start + k;
-        } else {
-            proof.push(subtree_root(source, start, start + k)?);
-            start += k;
-            m -= k;
-            complete = false;
-        }
-    }
-    proof.reverse();
-    Ok(proof)
+    ranges
+        .into_iter()
+        .map(|(start, end)| subtree_root(source, start, end))
+        .collect()
 }
 
 /// Verifies an inclusion proof (RFC 9162 §2.1.3.2).
@@ -575,7 +604,7 @@ fn consistency_proof_len(size1: u64, size2: u64) -> usize {
     seed + (inner + border) as usize
 }
 
-/// Converts wire bytes (for example decoded base64) into a [`Hash`].
+/// Converts wire bytes (for example decoded base64) into a [`Hash`](type@Hash).
 ///
 /// # Errors
 /// [`ProofError::BadHashLength`] when `bytes` is not 32 bytes long.
