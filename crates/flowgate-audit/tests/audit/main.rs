@@ -1,4 +1,8 @@
-//! Integration tests of flowgate-audit: published Merkle vectors, the signed-note known
-//! answer, and tamper detection over in-memory logs and export files.
+//! Integration tests of flowgate-audit: published Merkle vectors, tamper detection over
+//! in-memory logs and export files, and the async store drivers.
 
+mod export_files;
 mod merkle_vectors;
+mod source_drivers;
+mod support;
+mod tamper;
