@@ -436,6 +436,9 @@ fn keyword_assignment(bytes: &[u8], pos: usize, after: usize) -> Option<Hit> {
     if is_placeholder(value) {
         return None;
     }
+    if looks_like_slug(value) {
+        return None;
+    }
     let has_digit = value.iter().any(u8::is_ascii_digit);
     let has_alpha = value.iter().any(u8::is_ascii_alphabetic);
     let threshold = if value.len() >= 16 { 3.3 } else { 2.8 };
@@ -443,6 +446,21 @@ fn keyword_assignment(bytes: &[u8], pos: usize, after: usize) -> Option<Hit> {
         return None;
     }
     Some(hit(SecretKind::Generic, Confidence::Pattern, value_start, value_end))
+}
+
+/// Names such as `prod-db-credentials-33` or `my_service.v2`: every segment is a plain word or
+/// a plain number. Random values mix letters and digits (or cases) inside segments.
+fn looks_like_slug(value: &[u8]) -> bool {
+    value
+        .split(|&b| matches!(b, b'-' | b'_' | b'.' | b'/'))
+        .all(|segment| {
+            segment.iter().all(u8::is_ascii_digit)
+                || segment.iter().all(u8::is_ascii_lowercase)
+                || segment.iter().all(u8::is_ascii_uppercase)
+                || (segment.len() > 1
+                    && segment[0].is_ascii_uppercase()
+                    && segment[1..].iter().all(u8::is_ascii_lowercase))
+        })
 }
 
 #[cfg(test)]
@@ -559,6 +577,7 @@ mod tests {
         assert!(find("if password == other").is_empty());
         assert!(find("password: hunter").is_empty());
         assert!(find("tokenizer = 'bert-base-uncased'").is_empty());
+        assert!(find("secret_name = \"prod-db-credentials-33\"").is_empty());
     }
 
     #[test]

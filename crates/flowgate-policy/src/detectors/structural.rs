@@ -171,32 +171,7 @@ fn digit_run(
     let mut found = false;
 
     if set.card && run.separator != Some(b'.') && prev != Some(b'#') {
-        let mut digits = [0u8; MAX_RUN_BYTES];
-        let mut s = 0;
-        while s < groups.len() {
-            let mut best: Option<usize> = None;
-            for e in s..groups.len() {
-                let count = collect_digits(bytes, &groups[s..=e], &mut digits);
-                if count > 19 {
-                    break;
-                }
-                if count >= 13 && card::is_card(&digits[..count]) {
-                    best = Some(e);
-                }
-            }
-            if let Some(e) = best {
-                hits.push(Hit::new(
-                    DetectorId::CreditCard,
-                    Confidence::Validated,
-                    groups[s].0,
-                    groups[e].1,
-                ));
-                found = true;
-                s = e + 1;
-            } else {
-                s += 1;
-            }
-        }
+        found = cards_in_run(bytes, groups, hits);
     }
 
     if !found && set.ssn && groups.len() == 3 && matches!(run.separator, Some(b'-' | b' ')) {
@@ -229,6 +204,59 @@ fn digit_run(
         }
     }
     run_end.max(start + 1)
+}
+
+/// Card numbers in a run. A grouped number is written in groups of 3 to 6 digits starting
+/// with a group of 4 (`4111 1111 1111 1111`, `3782 822463 10005`). A run of 13 to 19 digits
+/// is judged as a whole (a failing whole is not searched for a passing part: that part would
+/// be a 1-in-10 Luhn accident); only longer runs (a card followed by more numbers) are
+/// searched for card-shaped windows.
+fn cards_in_run(bytes: &[u8], groups: &[(usize, usize)], hits: &mut Vec<Hit>) -> bool {
+    let group_len = |g: (usize, usize)| g.1 - g.0;
+    if groups.len() > 1 && !groups.iter().all(|&g| (3..=6).contains(&group_len(g))) {
+        return false;
+    }
+    let mut digits = [0u8; MAX_RUN_BYTES];
+    let total = collect_digits(bytes, groups, &mut digits);
+    if (13..=19).contains(&total) {
+        if (groups.len() == 1 || group_len(groups[0]) == 4) && card::is_card(&digits[..total]) {
+            hits.push(Hit::new(
+                DetectorId::CreditCard,
+                Confidence::Validated,
+                groups[0].0,
+                groups[groups.len() - 1].1,
+            ));
+            return true;
+        }
+        return false;
+    }
+    if total < 13 || groups.len() == 1 {
+        return false;
+    }
+    let mut found = false;
+    let mut s = 0;
+    while s < groups.len() {
+        let mut best: Option<usize> = None;
+        if group_len(groups[s]) == 4 {
+            for e in s + 1..groups.len() {
+                let count = collect_digits(bytes, &groups[s..=e], &mut digits);
+                if count > 19 {
+                    break;
+                }
+                if count >= 13 && card::is_card(&digits[..count]) {
+                    best = Some(e);
+                }
+            }
+        }
+        if let Some(e) = best {
+            hits.push(Hit::new(DetectorId::CreditCard, Confidence::Validated, groups[s].0, groups[e].1));
+            found = true;
+            s = e + 1;
+        } else {
+            s += 1;
+        }
+    }
+    found
 }
 
 fn number(digits: &[u8]) -> u32 {
@@ -306,7 +334,17 @@ fn phone_at(
         i += 1;
     }
     let end = last_digit_end;
-    if end <= start || bytes.get(end).is_some_and(|&b| is_word(b)) {
+    if end <= start || bytes.get(end).is_some_and(|&b| is_word(b) || b == b':') {
+        return None;
+    }
+    // Phone numbers end in a group of at least three digits; dates and times do not.
+    let last_group = bytes[start..end].iter().rev().take_while(|b| b.is_ascii_digit()).count();
+    if last_group < 3 {
+        return None;
+    }
+    // An ISO date (`2024-03-06`) at the start is a timestamp, not a phone number.
+    let head = &bytes[start..end];
+    if head.len() >= 7 && head[..4].iter().all(u8::is_ascii_digit) && head[4] == b'-' && head[5..7].iter().all(u8::is_ascii_digit) {
         return None;
     }
     if !(7..=15).contains(&digits) {
@@ -457,7 +495,7 @@ mod tests {
         assert_eq!(found("pay 4111-1111-1111-1111."), vec![(DetectorId::CreditCard, "4111-1111-1111-1111")]);
         assert_eq!(found("4111111111111111"), vec![(DetectorId::CreditCard, "4111111111111111")]);
         assert_eq!(found("amex 3782 822463 10005 cvv 123"), vec![(DetectorId::CreditCard, "3782 822463 10005")]);
-        assert_eq!(found("ref 12 4111 1111 1111 1111"), vec![(DetectorId::CreditCard, "4111 1111 1111 1111")]);
+        assert_eq!(found("ref 1234 4111 1111 1111 1111"), vec![(DetectorId::CreditCard, "4111 1111 1111 1111")]);
     }
 
     #[test]
@@ -467,6 +505,9 @@ mod tests {
         assert!(found("hash 4111111111111111ab").is_empty());
         assert!(found("order #4111111111111111").is_empty());
         assert!(found("v1.4111111111111111").is_empty());
+        // A failing 19-digit number is not searched for a passing 16-digit prefix.
+        assert!(found("4111 1111 1111 1111 468").is_empty());
+        assert!(found("row 675 998 682 632 830").is_empty());
     }
 
     #[test]
@@ -516,6 +557,7 @@ mod tests {
         assert_eq!(found("call 202-456-1111"), vec![(DetectorId::Phone, "202-456-1111")]);
         assert!(found("order 123-456-7890").is_empty());
         assert!(found("date 2024-05-01").is_empty());
+        assert!(found("placed on 2024-03-06 14:35:39.").is_empty());
         assert!(found("n 2024567890").is_empty());
         assert_eq!(found("ring 020 7946 0958"), vec![(DetectorId::Phone, "020 7946 0958")]);
     }
