@@ -138,12 +138,15 @@ pub(crate) fn parse_request(body: &[u8]) -> Result<IrRequest, TranslateError> {
             for (index, block) in blocks.into_iter().enumerate() {
                 let field = || format!("system[{index}]");
                 if block.kind != "text" {
-                    return Err(TranslateError::unsupported(field(), "system blocks must be text"));
+                    return Err(TranslateError::unsupported(
+                        field(),
+                        "system blocks must be text",
+                    ));
                 }
                 parts.push(Part::Text {
-                    text: block
-                        .text
-                        .ok_or_else(|| TranslateError::invalid(format!("{}.text", field()), "missing"))?,
+                    text: block.text.ok_or_else(|| {
+                        TranslateError::invalid(format!("{}.text", field()), "missing")
+                    })?,
                     cache_control: block.cache_control,
                 });
             }
@@ -275,7 +278,9 @@ fn convert_block(field: &dyn Fn() -> String, block: WireBlock) -> Result<Part, T
             let source = block.source.ok_or_else(|| missing("source"))?;
             let source = match source.kind.as_str() {
                 "base64" => ImageSource::Base64 {
-                    media_type: source.media_type.ok_or_else(|| missing("source.media_type"))?,
+                    media_type: source
+                        .media_type
+                        .ok_or_else(|| missing("source.media_type"))?,
                     data: source.data.ok_or_else(|| missing("source.data"))?,
                 },
                 "url" => ImageSource::Url(source.url.ok_or_else(|| missing("source.url"))?),
@@ -376,7 +381,11 @@ impl Serialize for OutExtras<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut map = serializer.serialize_map(None)?;
-        for field in self.0.iter().filter(|field| field.dialect == Ingress::Anthropic) {
+        for field in self
+            .0
+            .iter()
+            .filter(|field| field.dialect == Ingress::Anthropic)
+        {
             map.serialize_entry(field.name, &field.value)?;
         }
         map.end()
@@ -470,7 +479,10 @@ fn empty_schema() -> Result<&'static RawValue, TranslateError> {
 }
 
 /// Encodes the IR as an Anthropic Messages request for `upstream_model`.
-pub(crate) fn encode_request(request: &IrRequest, upstream_model: &str) -> Result<Bytes, TranslateError> {
+pub(crate) fn encode_request(
+    request: &IrRequest,
+    upstream_model: &str,
+) -> Result<Bytes, TranslateError> {
     wire::check_foreign_fields(request, Some(Ingress::Anthropic), "Anthropic")?;
     if let Some(n) = request.n.filter(|n| *n > 1) {
         return Err(TranslateError::unsupported(
@@ -490,7 +502,10 @@ pub(crate) fn encode_request(request: &IrRequest, upstream_model: &str) -> Resul
         ("seed", request.seed.is_some()),
     ] {
         if present {
-            return Err(TranslateError::unsupported(field, "Anthropic has no equivalent"));
+            return Err(TranslateError::unsupported(
+                field,
+                "Anthropic has no equivalent",
+            ));
         }
     }
     if let Some(format) = &request.response_format
@@ -509,7 +524,10 @@ pub(crate) fn encode_request(request: &IrRequest, upstream_model: &str) -> Resul
         if message.role == Role::System {
             for (index, part) in message.parts.iter().enumerate() {
                 match part {
-                    Part::Text { text, cache_control } => system_blocks.push(OutBlock::Text {
+                    Part::Text {
+                        text,
+                        cache_control,
+                    } => system_blocks.push(OutBlock::Text {
                         text,
                         cache_control: cache_control.as_deref(),
                     }),
@@ -551,10 +569,12 @@ pub(crate) fn encode_request(request: &IrRequest, upstream_model: &str) -> Resul
 
     let system = match system_blocks.as_slice() {
         [] => None,
-        [OutBlock::Text {
-            text,
-            cache_control: None,
-        }] => Some(OutSystem::Text(text)),
+        [
+            OutBlock::Text {
+                text,
+                cache_control: None,
+            },
+        ] => Some(OutSystem::Text(text)),
         _ => Some(OutSystem::Blocks(system_blocks)),
     };
 
@@ -608,16 +628,25 @@ pub(crate) fn encode_request(request: &IrRequest, upstream_model: &str) -> Resul
         top_k: request.top_k,
         tools,
         tool_choice,
-        metadata: request.user.as_deref().map(|user_id| OutMetadata { user_id }),
+        metadata: request
+            .user
+            .as_deref()
+            .map(|user_id| OutMetadata { user_id }),
         thinking: request.thinking.as_deref(),
         extra: OutExtras(&request.dialect_fields),
     };
     wire::to_bytes(&out, "Anthropic messages request")
 }
 
-fn encode_block<'a>(field: &dyn Fn() -> String, part: &'a Part) -> Result<OutBlock<'a>, TranslateError> {
+fn encode_block<'a>(
+    field: &dyn Fn() -> String,
+    part: &'a Part,
+) -> Result<OutBlock<'a>, TranslateError> {
     Ok(match part {
-        Part::Text { text, cache_control } => OutBlock::Text {
+        Part::Text {
+            text,
+            cache_control,
+        } => OutBlock::Text {
             text,
             cache_control: cache_control.as_deref(),
         },
@@ -739,7 +768,10 @@ pub(crate) fn finish_to_wire(reason: FinishReason) -> &'static str {
     }
 }
 
-pub(crate) fn answer_block_to_part(block: WireAnswerBlock, index: usize) -> Result<Part, TranslateError> {
+pub(crate) fn answer_block_to_part(
+    block: WireAnswerBlock,
+    index: usize,
+) -> Result<Part, TranslateError> {
     let field = || format!("content[{index}]");
     let missing = |name: &str| TranslateError::invalid(format!("{}.{name}", field()), "missing");
     Ok(match block.kind.as_str() {
@@ -769,10 +801,11 @@ pub(crate) fn answer_block_to_part(block: WireAnswerBlock, index: usize) -> Resu
 
 /// Decodes an Anthropic Messages answer.
 pub(crate) fn decode_response(body: &[u8]) -> Result<IrResponse, TranslateError> {
-    let wire: WireResponse = serde_json::from_slice(body).map_err(|source| TranslateError::Malformed {
-        what: "Anthropic message",
-        source,
-    })?;
+    let wire: WireResponse =
+        serde_json::from_slice(body).map_err(|source| TranslateError::Malformed {
+            what: "Anthropic message",
+            source,
+        })?;
     let mut parts = Vec::with_capacity(wire.content.len());
     for (index, block) in wire.content.into_iter().enumerate() {
         parts.push(answer_block_to_part(block, index)?);

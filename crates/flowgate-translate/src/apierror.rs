@@ -64,7 +64,9 @@ impl ErrorKind {
     /// OpenAI `error.type` string.
     pub fn openai_type(self) -> &'static str {
         match self {
-            Self::InvalidRequest | Self::NotFound | Self::RequestTooLarge => "invalid_request_error",
+            Self::InvalidRequest | Self::NotFound | Self::RequestTooLarge => {
+                "invalid_request_error"
+            }
             Self::Authentication => "authentication_error",
             Self::Permission => "permission_error",
             Self::RateLimit => "rate_limit_error",
@@ -89,7 +91,9 @@ impl ErrorKind {
 
     fn from_type_string(value: &str) -> Option<Self> {
         Some(match value {
-            "invalid_request_error" | "invalid_argument" | "INVALID_ARGUMENT"
+            "invalid_request_error"
+            | "invalid_argument"
+            | "INVALID_ARGUMENT"
             | "FAILED_PRECONDITION" => Self::InvalidRequest,
             "authentication_error" | "UNAUTHENTICATED" => Self::Authentication,
             "permission_error" | "PERMISSION_DENIED" => Self::Permission,
@@ -192,10 +196,9 @@ pub fn parse_upstream_error(kind: UpstreamKind, status: u16, body: &[u8]) -> Ups
         code: None,
     };
     let value: Option<Value> = serde_json::from_slice(body).ok();
-    let object = value.as_ref().and_then(|value| match value.get("error") {
-        Some(inner) => Some(inner),
-        None => Some(value),
-    });
+    let object = value
+        .as_ref()
+        .map(|value| value.get("error").unwrap_or(value));
     if let Some(object) = object {
         match object {
             Value::String(message) => error.message.clone_from(message),

@@ -14,8 +14,8 @@ use serde_json::value::RawValue;
 
 use crate::error::TranslateError;
 use crate::ir::{
-    Choice, FinishReason, ImageSource, IrRequest, IrResponse, Part, ResponseFormat, Role, ToolChoice,
-    Usage,
+    Choice, FinishReason, ImageSource, IrRequest, IrResponse, Part, ResponseFormat, Role,
+    ToolChoice, Usage,
 };
 use crate::wire;
 
@@ -88,8 +88,12 @@ enum OutResponseValue<'a> {
     /// The tool returned a JSON object: it is the whole response.
     Object(&'a RawValue),
     /// Gemini's documented keys for plain output and for errors.
-    Output { output: Cow<'a, str> },
-    Error { error: Cow<'a, str> },
+    Output {
+        output: Cow<'a, str>,
+    },
+    Error {
+        error: Cow<'a, str>,
+    },
 }
 
 #[derive(Serialize)]
@@ -213,7 +217,10 @@ pub(crate) fn encode_request(request: &IrRequest) -> Result<Bytes, TranslateErro
                         mime_type: media_type,
                         data,
                     }),
-                    ImageSource::Url(url) if url.starts_with("gs://") || url.contains("generativelanguage.googleapis.com/") => {
+                    ImageSource::Url(url)
+                        if url.starts_with("gs://")
+                            || url.contains("generativelanguage.googleapis.com/") =>
+                    {
                         OutPart::FileData(OutFile { file_uri: url })
                     }
                     ImageSource::Url(_) => {
@@ -225,7 +232,9 @@ pub(crate) fn encode_request(request: &IrRequest) -> Result<Bytes, TranslateErro
                 },
                 Part::ToolCall(call) => OutPart::FunctionCall(OutFunctionCall {
                     name: &call.name,
-                    args: wire::arguments_object(&call.arguments, || format!("{}.arguments", field(index)))?,
+                    args: wire::arguments_object(&call.arguments, || {
+                        format!("{}.arguments", field(index))
+                    })?,
                 }),
                 Part::ToolResult(result) => {
                     let name = tool_name_for(request, &result.call_id).ok_or_else(|| {
@@ -273,7 +282,11 @@ pub(crate) fn encode_request(request: &IrRequest) -> Result<Bytes, TranslateErro
         if parts.is_empty() {
             continue;
         }
-        let role = if message.role == Role::Assistant { "model" } else { "user" };
+        let role = if message.role == Role::Assistant {
+            "model"
+        } else {
+            "user"
+        };
         let is_tool = message.role == Role::Tool;
         if previous_was_tool
             && is_tool
@@ -325,13 +338,21 @@ pub(crate) fn encode_request(request: &IrRequest) -> Result<Bytes, TranslateErro
     let (response_mime_type, response_json_schema) = match &request.response_format {
         None | Some(ResponseFormat::Text) => (None, None),
         Some(ResponseFormat::JsonObject) => (Some("application/json"), None),
-        Some(ResponseFormat::JsonSchema { schema, .. }) => (Some("application/json"), schema.as_deref()),
+        Some(ResponseFormat::JsonSchema { schema, .. }) => {
+            (Some("application/json"), schema.as_deref())
+        }
     };
     let out = OutRequest {
         contents,
-        system_instruction: (!system_parts.is_empty()).then_some(OutSystem { parts: system_parts }),
+        system_instruction: (!system_parts.is_empty()).then_some(OutSystem {
+            parts: system_parts,
+        }),
         tools,
-        tool_config: if request.tools.is_empty() { None } else { tool_config },
+        tool_config: if request.tools.is_empty() {
+            None
+        } else {
+            tool_config
+        },
         generation_config: OutGenerationConfig {
             temperature: request.temperature,
             top_p: request.top_p,
@@ -451,16 +472,23 @@ pub(crate) fn finish_from_wire(reason: &str, called_tools: bool) -> FinishReason
 
 /// Decodes a Gemini `generateContent` answer.
 pub(crate) fn decode_response(body: &[u8]) -> Result<IrResponse, TranslateError> {
-    let wire: WireResponse = serde_json::from_slice(body).map_err(|source| TranslateError::Malformed {
-        what: "Gemini generateContent answer",
-        source,
-    })?;
-    let response_id = wire.response_id.unwrap_or_else(|| wire::generate_id("gen_"));
+    let wire: WireResponse =
+        serde_json::from_slice(body).map_err(|source| TranslateError::Malformed {
+            what: "Gemini generateContent answer",
+            source,
+        })?;
+    let response_id = wire
+        .response_id
+        .unwrap_or_else(|| wire::generate_id("gen_"));
     let mut choices = Vec::with_capacity(wire.candidates.len().max(1));
     for candidate in wire.candidates {
         let mut parts = Vec::new();
         let mut calls = 0u32;
-        for part in candidate.content.map(|content| content.parts).unwrap_or_default() {
+        for part in candidate
+            .content
+            .map(|content| content.parts)
+            .unwrap_or_default()
+        {
             if part.thought {
                 continue;
             }
@@ -469,9 +497,9 @@ pub(crate) fn decode_response(body: &[u8]) -> Result<IrResponse, TranslateError>
             }
             if let Some(call) = part.function_call {
                 parts.push(Part::ToolCall(crate::ir::ToolCall {
-                    id: call
-                        .id
-                        .unwrap_or_else(|| format!("call_{response_id}_{}_{calls}", candidate.index)),
+                    id: call.id.unwrap_or_else(|| {
+                        format!("call_{response_id}_{}_{calls}", candidate.index)
+                    }),
                     name: call.name,
                     arguments: call
                         .args
@@ -490,7 +518,11 @@ pub(crate) fn decode_response(body: &[u8]) -> Result<IrResponse, TranslateError>
             stop_sequence: None,
         });
     }
-    if choices.is_empty() && wire.prompt_feedback.is_some_and(|feedback| feedback.block_reason.is_some()) {
+    if choices.is_empty()
+        && wire
+            .prompt_feedback
+            .is_some_and(|feedback| feedback.block_reason.is_some())
+    {
         choices.push(Choice {
             index: 0,
             parts: Vec::new(),

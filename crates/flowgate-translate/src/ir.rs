@@ -86,7 +86,9 @@ pub enum Part {
         signature: Option<String>,
     },
     /// Anthropic redacted-thinking block; only an Anthropic upstream can take it back.
-    RedactedThinking { data: String },
+    RedactedThinking {
+        data: String,
+    },
 }
 
 impl Part {

@@ -28,7 +28,9 @@ mod wire;
 use bytes::Bytes;
 
 pub use anthropic::DEFAULT_MAX_TOKENS;
-pub use apierror::{ErrorKind, UpstreamError, error_body, error_body_for_kind, parse_upstream_error};
+pub use apierror::{
+    ErrorKind, UpstreamError, error_body, error_body_for_kind, parse_upstream_error,
+};
 pub use error::TranslateError;
 pub use ir::{Ingress, IrRequest, IrResponse, StreamEvent, UpstreamKind, Usage};
 pub use openai::TOOL_ERROR_PREFIX;

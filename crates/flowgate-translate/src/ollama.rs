@@ -121,7 +121,10 @@ fn join<'a>(texts: &[&'a str]) -> Cow<'a, str> {
 }
 
 /// Encodes the IR as an Ollama `/api/chat` request for `upstream_model`.
-pub(crate) fn encode_request(request: &IrRequest, upstream_model: &str) -> Result<Bytes, TranslateError> {
+pub(crate) fn encode_request(
+    request: &IrRequest,
+    upstream_model: &str,
+) -> Result<Bytes, TranslateError> {
     wire::check_foreign_fields(request, None, "Ollama")?;
     wire::check_no_thinking(request, "Ollama")?;
     if let Some(n) = request.n.filter(|n| *n > 1) {
@@ -244,7 +247,10 @@ pub(crate) fn encode_request(request: &IrRequest, upstream_model: &str) -> Resul
     let format = match &request.response_format {
         None | Some(ResponseFormat::Text) => None,
         Some(ResponseFormat::JsonObject) => Some(OutFormat::Json("json")),
-        Some(ResponseFormat::JsonSchema { schema: Some(schema), .. }) => Some(OutFormat::Schema(schema)),
+        Some(ResponseFormat::JsonSchema {
+            schema: Some(schema),
+            ..
+        }) => Some(OutFormat::Schema(schema)),
         Some(ResponseFormat::JsonSchema { schema: None, .. }) => Some(OutFormat::Json("json")),
     };
     let out = OutRequest {
@@ -324,10 +330,11 @@ pub(crate) fn finish_from_wire(reason: Option<&str>, called_tools: bool) -> Fini
 
 /// Decodes an Ollama `/api/chat` answer (`stream: false`).
 pub(crate) fn decode_response(body: &[u8]) -> Result<IrResponse, TranslateError> {
-    let wire: WireChunk = serde_json::from_slice(body).map_err(|source| TranslateError::Malformed {
-        what: "Ollama chat answer",
-        source,
-    })?;
+    let wire: WireChunk =
+        serde_json::from_slice(body).map_err(|source| TranslateError::Malformed {
+            what: "Ollama chat answer",
+            source,
+        })?;
     let id = wire::generate_id("chatcmpl-");
     let usage = wire.usage();
     let mut parts = Vec::new();

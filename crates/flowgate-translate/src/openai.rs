@@ -178,7 +178,10 @@ pub(crate) fn parse_request(body: &[u8]) -> Result<IrRequest, TranslateError> {
         let Some(function) = tool.function.filter(|_| tool.kind == "function") else {
             return Err(TranslateError::unsupported(
                 format!("tools[{position}].type"),
-                format!("tool type `{}` is not translated (only `function`)", tool.kind),
+                format!(
+                    "tool type `{}` is not translated (only `function`)",
+                    tool.kind
+                ),
             ));
         };
         tools.push(Tool {
@@ -190,7 +193,11 @@ pub(crate) fn parse_request(body: &[u8]) -> Result<IrRequest, TranslateError> {
         });
     }
 
-    let tool_choice = wire.tool_choice.map(parse_tool_choice).transpose()?;
+    let tool_choice = wire
+        .tool_choice
+        .as_ref()
+        .map(parse_tool_choice)
+        .transpose()?;
     let response_format = match wire.response_format {
         None => None,
         Some(format) => Some(match format.kind.as_str() {
@@ -294,8 +301,8 @@ fn raw_true() -> Result<Box<RawValue>, TranslateError> {
     })
 }
 
-fn parse_tool_choice(value: Value) -> Result<ToolChoice, TranslateError> {
-    match &value {
+fn parse_tool_choice(value: &Value) -> Result<ToolChoice, TranslateError> {
+    match value {
         Value::String(text) => match text.as_str() {
             "auto" => Ok(ToolChoice::Auto),
             "none" => Ok(ToolChoice::None),
@@ -314,11 +321,17 @@ fn parse_tool_choice(value: Value) -> Result<ToolChoice, TranslateError> {
                 (Some("function"), Some(name)) => Ok(ToolChoice::Tool(name.to_owned())),
                 (kind, _) => Err(TranslateError::unsupported(
                     "tool_choice",
-                    format!("tool_choice of type `{}` is not translated", kind.unwrap_or("?")),
+                    format!(
+                        "tool_choice of type `{}` is not translated",
+                        kind.unwrap_or("?")
+                    ),
                 )),
             }
         }
-        _ => Err(TranslateError::invalid("tool_choice", "must be a string or an object")),
+        _ => Err(TranslateError::invalid(
+            "tool_choice",
+            "must be a string or an object",
+        )),
     }
 }
 
@@ -380,7 +393,10 @@ fn convert_message(position: usize, message: ChatMessage) -> Result<Message, Tra
         for (index, call) in calls.into_iter().enumerate() {
             let field = || format!("messages[{position}].tool_calls[{index}]");
             if call.kind.as_deref().is_some_and(|kind| kind != "function") {
-                return Err(TranslateError::unsupported(field(), "only function tool calls"));
+                return Err(TranslateError::unsupported(
+                    field(),
+                    "only function tool calls",
+                ));
             }
             parts.push(Part::ToolCall(ToolCall {
                 id: call
@@ -423,8 +439,14 @@ fn convert_part(position: usize, index: usize, part: ChatPart) -> Result<Part, T
                 detail: image.detail,
             }))
         }
-        "input_audio" => Err(TranslateError::unsupported(field(), "audio input is not translated")),
-        "file" => Err(TranslateError::unsupported(field(), "file inputs are not translated")),
+        "input_audio" => Err(TranslateError::unsupported(
+            field(),
+            "audio input is not translated",
+        )),
+        "file" => Err(TranslateError::unsupported(
+            field(),
+            "file inputs are not translated",
+        )),
         other => Err(TranslateError::unsupported(
             field(),
             format!("content part type `{other}` is not translated"),
@@ -603,7 +625,10 @@ pub const TOOL_ERROR_PREFIX: &str = "[tool error] ";
 
 /// Encodes the IR as an OpenAI Chat Completions request for `upstream_model`. Streamed
 /// requests always ask for the final usage chunk, whatever the client asked.
-pub(crate) fn encode_request(request: &IrRequest, upstream_model: &str) -> Result<Bytes, TranslateError> {
+pub(crate) fn encode_request(
+    request: &IrRequest,
+    upstream_model: &str,
+) -> Result<Bytes, TranslateError> {
     wire::check_foreign_fields(request, Some(Ingress::OpenAi), "OpenAI")?;
     wire::check_no_thinking(request, "OpenAI")?;
     let mut messages = Vec::with_capacity(request.messages.len() + 1);
@@ -727,7 +752,11 @@ fn encode_message<'a>(
                 kind: "function",
                 function: OutFunctionCall {
                     name: &call.name,
-                    arguments: if call.arguments.is_empty() { "{}" } else { &call.arguments },
+                    arguments: if call.arguments.is_empty() {
+                        "{}"
+                    } else {
+                        &call.arguments
+                    },
                 },
             }),
             Part::ToolResult(result) => {
@@ -901,10 +930,11 @@ pub(crate) fn finish_to_wire(reason: FinishReason) -> &'static str {
 
 /// Decodes an OpenAI Chat Completions answer.
 pub(crate) fn decode_response(body: &[u8]) -> Result<IrResponse, TranslateError> {
-    let wire: Completion = serde_json::from_slice(body).map_err(|source| TranslateError::Malformed {
-        what: "OpenAI chat completion",
-        source,
-    })?;
+    let wire: Completion =
+        serde_json::from_slice(body).map_err(|source| TranslateError::Malformed {
+            what: "OpenAI chat completion",
+            source,
+        })?;
     let mut choices = Vec::with_capacity(wire.choices.len());
     for choice in wire.choices {
         let mut parts = Vec::new();
@@ -914,7 +944,13 @@ pub(crate) fn decode_response(body: &[u8]) -> Result<IrResponse, TranslateError>
         if let Some(refusal) = choice.message.refusal.filter(|text| !text.is_empty()) {
             parts.push(Part::text(refusal));
         }
-        for (index, call) in choice.message.tool_calls.unwrap_or_default().into_iter().enumerate() {
+        for (index, call) in choice
+            .message
+            .tool_calls
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
             parts.push(Part::ToolCall(ToolCall {
                 id: call.id.unwrap_or_else(|| format!("call_{index}")),
                 name: call.function.name.unwrap_or_default(),
@@ -1008,7 +1044,11 @@ pub(crate) fn encode_response(response: &IrResponse, model: &str) -> Result<Byte
                     kind: "function",
                     function: OutFunctionCall {
                         name: &call.name,
-                        arguments: if call.arguments.is_empty() { "{}" } else { &call.arguments },
+                        arguments: if call.arguments.is_empty() {
+                            "{}"
+                        } else {
+                            &call.arguments
+                        },
                     },
                 }),
                 // Thinking only appears when the client asked for it, which an OpenAI client

@@ -101,7 +101,10 @@ fn skip_value(body: &[u8], at: usize) -> Result<usize, TranslateError> {
         Some(_) => {
             let mut position = at;
             while position < body.len()
-                && !matches!(body[position], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+                && !matches!(
+                    body[position],
+                    b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'
+                )
             {
                 position += 1;
             }
@@ -173,12 +176,11 @@ pub fn prepare_request(
     if let Some(span) = top.model {
         let current: Result<&str, _> = serde_json::from_slice(&body[span.start..span.end]);
         if current.ok() != Some(upstream_model) {
-            let replacement = serde_json::to_vec(upstream_model).map_err(|source| {
-                TranslateError::Malformed {
+            let replacement =
+                serde_json::to_vec(upstream_model).map_err(|source| TranslateError::Malformed {
                     what: "model name",
                     source,
-                }
-            })?;
+                })?;
             edits.push((span.start, span.end, replacement));
         }
     }
@@ -193,7 +195,8 @@ pub fn prepare_request(
             Some(span) => {
                 let raw = &body[span.start..span.end];
                 let probe: Option<StreamOptionsProbe> = serde_json::from_slice(raw).ok();
-                client_wants_usage = probe.as_ref().and_then(|probe| probe.include_usage) == Some(true);
+                client_wants_usage =
+                    probe.as_ref().and_then(|probe| probe.include_usage) == Some(true);
                 if !client_wants_usage {
                     let mut options: serde_json::Map<String, serde_json::Value> =
                         serde_json::from_slice(raw).unwrap_or_default();
@@ -332,8 +335,7 @@ impl UsageSniffer {
     /// Re-frames the chunk into whole events, dropping usage-only OpenAI chunks.
     fn forward_without_usage_chunk(&mut self, chunk: &[u8]) -> Bytes {
         let mut out = Vec::with_capacity(chunk.len());
-        for byte_index in 0..chunk.len() {
-            let byte = chunk[byte_index];
+        for &byte in chunk {
             self.raw_event.push(byte);
             if byte != b'\n' {
                 continue;
@@ -394,23 +396,23 @@ fn inspect(
                 *usage = Some(reported.to_ir());
             }
         }
-        Ingress::Anthropic => {
-            match name {
-                "message_start" | "message_delta" => {
-                    if let Ok(event) = serde_json::from_slice::<AnthropicUsageEvent>(data) {
-                        let reported = event.usage.or(event.message.and_then(|message| message.usage));
-                        if let Some(reported) = reported {
-                            let mut merged = usage.unwrap_or_default();
-                            reported.merge_into(&mut merged);
-                            *usage = Some(merged);
-                        }
+        Ingress::Anthropic => match name {
+            "message_start" | "message_delta" => {
+                if let Ok(event) = serde_json::from_slice::<AnthropicUsageEvent>(data) {
+                    let reported = event
+                        .usage
+                        .or(event.message.and_then(|message| message.usage));
+                    if let Some(reported) = reported {
+                        let mut merged = usage.unwrap_or_default();
+                        reported.merge_into(&mut merged);
+                        *usage = Some(merged);
                     }
                 }
-                "message_stop" => *completed = true,
-                "error" => *failed = Some(ErrorKind::Api),
-                _ => {}
             }
-        }
+            "message_stop" => *completed = true,
+            "error" => *failed = Some(ErrorKind::Api),
+            _ => {}
+        },
     }
 }
 

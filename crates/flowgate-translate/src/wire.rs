@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use serde::de::{Deserialize, Deserializer, SeqAccess, Visitor};
 use serde::Serialize;
+use serde::de::{Deserialize, Deserializer, SeqAccess, Visitor};
 
 use crate::error::TranslateError;
 use crate::ir::{DialectField, Ingress, IrRequest};
@@ -58,7 +58,10 @@ pub(crate) fn parse_data_url(url: &str) -> Option<(&str, &str)> {
 }
 
 /// Serialises a value into `Bytes`.
-pub(crate) fn to_bytes<T: Serialize>(value: &T, what: &'static str) -> Result<Bytes, TranslateError> {
+pub(crate) fn to_bytes<T: Serialize>(
+    value: &T,
+    what: &'static str,
+) -> Result<Bytes, TranslateError> {
     serde_json::to_vec(value)
         .map(Bytes::from)
         .map_err(|source| TranslateError::Malformed { what, source })
@@ -120,7 +123,10 @@ pub(crate) fn check_foreign_fields(
 }
 
 /// Refuses Anthropic-only request features for non-Anthropic upstreams.
-pub(crate) fn check_no_thinking(request: &IrRequest, target_name: &str) -> Result<(), TranslateError> {
+pub(crate) fn check_no_thinking(
+    request: &IrRequest,
+    target_name: &str,
+) -> Result<(), TranslateError> {
     if request.thinking.is_some() {
         return Err(TranslateError::unsupported(
             "thinking",
@@ -131,18 +137,22 @@ pub(crate) fn check_no_thinking(request: &IrRequest, target_name: &str) -> Resul
 }
 
 /// Checks that tool-call arguments are a JSON object, for dialects that carry them as objects.
-pub(crate) fn arguments_object<'a>(
-    arguments: &'a str,
+pub(crate) fn arguments_object(
+    arguments: &str,
     field: impl Fn() -> String,
-) -> Result<&'a serde_json::value::RawValue, TranslateError> {
+) -> Result<&serde_json::value::RawValue, TranslateError> {
     let trimmed = arguments.trim();
     if trimmed.is_empty() {
         return empty_object();
     }
-    let raw: &serde_json::value::RawValue = serde_json::from_str(trimmed)
-        .map_err(|err| TranslateError::invalid(field(), format!("arguments are not JSON: {err}")))?;
+    let raw: &serde_json::value::RawValue = serde_json::from_str(trimmed).map_err(|err| {
+        TranslateError::invalid(field(), format!("arguments are not JSON: {err}"))
+    })?;
     if !raw.get().starts_with('{') {
-        return Err(TranslateError::invalid(field(), "arguments must be a JSON object"));
+        return Err(TranslateError::invalid(
+            field(),
+            "arguments must be a JSON object",
+        ));
     }
     Ok(raw)
 }

@@ -13,7 +13,8 @@ use serde_json::value::RawValue;
 use super::EncoderOptions;
 use super::framing::SseParser;
 use crate::anthropic::{
-    OutUsage as AnthropicUsageOut, WireAnswerBlock, WireUsage, finish_from_wire, finish_to_wire, message_id,
+    OutUsage as AnthropicUsageOut, WireAnswerBlock, WireUsage, finish_from_wire, finish_to_wire,
+    message_id,
 };
 use crate::apierror::{AnthropicErrorBody, AnthropicErrorObject, ErrorKind};
 use crate::error::TranslateError;
@@ -75,15 +76,19 @@ struct DecoderState {
 }
 
 impl Decoder {
-    pub(super) fn feed(&mut self, chunk: &[u8], events: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
+    pub(super) fn feed(
+        &mut self,
+        chunk: &[u8],
+        events: &mut Vec<StreamEvent>,
+    ) -> Result<(), TranslateError> {
         let state = &mut self.state;
-        self.sse.feed(chunk, &mut |_, data| state.event(data, events))
+        self.sse
+            .feed(chunk, &mut |_, data| state.event(data, events))
     }
 
-    pub(super) fn finish(&mut self, events: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
-        let state = &mut self.state;
-        self.sse.finish(&mut |_, data| state.event(data, events))?;
-        if state.done {
+    pub(super) fn finish(&mut self, _events: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
+        self.sse.finish();
+        if self.state.done {
             Ok(())
         } else {
             Err(TranslateError::Truncated)
@@ -96,10 +101,11 @@ impl DecoderState {
         if self.done {
             return Ok(());
         }
-        let event: WireEvent = serde_json::from_slice(data).map_err(|source| TranslateError::Malformed {
-            what: "Anthropic stream event",
-            source,
-        })?;
+        let event: WireEvent =
+            serde_json::from_slice(data).map_err(|source| TranslateError::Malformed {
+                what: "Anthropic stream event",
+                source,
+            })?;
         match event.kind.as_str() {
             "message_start" => {
                 let message = event.message.unwrap_or(WireStartMessage {
@@ -176,7 +182,8 @@ impl DecoderState {
                         }
                     }
                     (Some("input_json_delta"), Some(tool)) => {
-                        if let Some(arguments) = delta.partial_json.filter(|json| !json.is_empty()) {
+                        if let Some(arguments) = delta.partial_json.filter(|json| !json.is_empty())
+                        {
                             events.push(StreamEvent::ToolCallDelta {
                                 choice: 0,
                                 index: tool,
@@ -228,7 +235,9 @@ impl DecoderState {
                 self.done = true;
                 events.push(StreamEvent::Error {
                     kind,
-                    message: error.message.unwrap_or_else(|| "upstream stream error".to_owned()),
+                    message: error
+                        .message
+                        .unwrap_or_else(|| "upstream stream error".to_owned()),
                 });
             }
             // `ping`, `content_block_stop` and event types added later carry nothing to forward.
@@ -279,8 +288,14 @@ struct BlockStart<'a> {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum StartBlock<'a> {
-    Text { text: &'static str },
-    ToolUse { id: &'a str, name: &'a str, input: EmptyObject },
+    Text {
+        text: &'static str,
+    },
+    ToolUse {
+        id: &'a str,
+        name: &'a str,
+        input: EmptyObject,
+    },
 }
 
 #[derive(Serialize)]
@@ -354,7 +369,11 @@ impl Encoder {
             ));
         }
         match event {
-            StreamEvent::Start { id, usage: start_usage, .. } => {
+            StreamEvent::Start {
+                id,
+                usage: start_usage,
+                ..
+            } => {
                 self.start(options, id, start_usage.as_ref(), out)?;
             }
             StreamEvent::TextDelta { text, .. } => {
@@ -373,11 +392,15 @@ impl Encoder {
                     },
                 )?;
             }
-            StreamEvent::ToolCallStart { index, id, name, .. } => {
+            StreamEvent::ToolCallStart {
+                index, id, name, ..
+            } => {
                 self.start(options, "", None, out)?;
                 self.open_block(OpenBlock::Tool(*index), Some((id, name)), out)?;
             }
-            StreamEvent::ToolCallDelta { index, arguments, .. } => {
+            StreamEvent::ToolCallDelta {
+                index, arguments, ..
+            } => {
                 if arguments.is_empty() {
                     return Ok(());
                 }
@@ -418,7 +441,8 @@ impl Encoder {
             StreamEvent::Done => {
                 self.start(options, "", None, out)?;
                 self.close_block(out)?;
-                let (reason, stop_sequence) = self.stop.take().unwrap_or((FinishReason::Stop, None));
+                let (reason, stop_sequence) =
+                    self.stop.take().unwrap_or((FinishReason::Stop, None));
                 write_event(
                     out,
                     "message_delta",
@@ -431,7 +455,9 @@ impl Encoder {
                         usage: AnthropicUsageOut::from_ir(usage),
                     },
                 )?;
-                out.extend_from_slice(b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+                out.extend_from_slice(
+                    b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+                );
             }
             StreamEvent::Error { kind, message } => {
                 write_event(
@@ -461,7 +487,11 @@ impl Encoder {
             return Ok(());
         }
         self.started = true;
-        let id = message_id(if upstream_id.is_empty() { &options.id } else { upstream_id });
+        let id = message_id(if upstream_id.is_empty() {
+            &options.id
+        } else {
+            upstream_id
+        });
         let usage = usage.copied().unwrap_or_default();
         write_event(
             out,
@@ -552,7 +582,11 @@ fn choice_of(event: &StreamEvent) -> Option<u32> {
     }
 }
 
-fn write_event<T: Serialize>(out: &mut Vec<u8>, name: &str, value: &T) -> Result<(), TranslateError> {
+fn write_event<T: Serialize>(
+    out: &mut Vec<u8>,
+    name: &str,
+    value: &T,
+) -> Result<(), TranslateError> {
     out.extend_from_slice(b"event: ");
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b"\ndata: ");

@@ -97,19 +97,13 @@ impl SseParser {
         })
     }
 
-    /// Flushes an event left without its terminating blank line at end of stream.
-    pub(crate) fn finish(
-        &mut self,
-        on_event: &mut impl FnMut(&str, &[u8]) -> Result<(), TranslateError>,
-    ) -> Result<(), TranslateError> {
-        let Self {
-            lines,
-            event,
-            data,
-            has_data,
-        } = self;
-        lines.finish(&mut |line| Self::line(event, data, has_data, line, on_event))?;
-        Self::line(event, data, has_data, b"", on_event)
+    /// Ends the stream. As the SSE specification requires, an event without its terminating
+    /// blank line is discarded: at end of stream it can only be a truncated one.
+    pub(crate) fn finish(&mut self) {
+        self.lines = LineSplitter::default();
+        self.event.clear();
+        self.data.clear();
+        self.has_data = false;
     }
 
     fn line(
@@ -172,7 +166,7 @@ mod tests {
         for chunk in chunks {
             parser.feed(chunk, &mut record).unwrap();
         }
-        parser.finish(&mut record).unwrap();
+        parser.finish();
         seen
     }
 
@@ -192,8 +186,11 @@ mod tests {
     }
 
     #[test]
-    fn unterminated_last_event_is_flushed() {
-        assert_eq!(events(&[b"data: tail"]), vec![(String::new(), "tail".to_owned())]);
+    fn unterminated_last_event_is_discarded() {
+        assert_eq!(
+            events(&[b"data: complete\n\ndata: {\"trunc"]),
+            vec![(String::new(), "complete".to_owned())]
+        );
     }
 
     #[test]
@@ -207,6 +204,13 @@ mod tests {
         splitter.feed(b"{\"a\":1}\n{\"b\"", &mut record).unwrap();
         splitter.feed(b":2}\r\n{\"c\":3}", &mut record).unwrap();
         splitter.finish(&mut record).unwrap();
-        assert_eq!(lines, vec![b"{\"a\":1}".to_vec(), b"{\"b\":2}".to_vec(), b"{\"c\":3}".to_vec()]);
+        assert_eq!(
+            lines,
+            vec![
+                b"{\"a\":1}".to_vec(),
+                b"{\"b\":2}".to_vec(),
+                b"{\"c\":3}".to_vec()
+            ]
+        );
     }
 }

@@ -44,14 +44,19 @@ impl Decoder {
         }
     }
 
-    pub(super) fn feed(&mut self, chunk: &[u8], events: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
+    pub(super) fn feed(
+        &mut self,
+        chunk: &[u8],
+        events: &mut Vec<StreamEvent>,
+    ) -> Result<(), TranslateError> {
         let state = &mut self.state;
-        self.sse.feed(chunk, &mut |_, data| state.event(data, events))
+        self.sse
+            .feed(chunk, &mut |_, data| state.event(data, events))
     }
 
     pub(super) fn finish(&mut self, events: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
         let state = &mut self.state;
-        self.sse.finish(&mut |_, data| state.event(data, events))?;
+        self.sse.finish();
         if state.failed {
             return Ok(());
         }
@@ -74,10 +79,11 @@ impl DecoderState {
         if self.failed || data.trim_ascii().is_empty() {
             return Ok(());
         }
-        let response: WireResponse = serde_json::from_slice(data).map_err(|source| TranslateError::Malformed {
-            what: "Gemini stream event",
-            source,
-        })?;
+        let response: WireResponse =
+            serde_json::from_slice(data).map_err(|source| TranslateError::Malformed {
+                what: "Gemini stream event",
+                source,
+            })?;
         if let Some(error) = response.error {
             self.failed = true;
             let kind = match error.status.as_deref() {
@@ -89,7 +95,9 @@ impl DecoderState {
             };
             events.push(StreamEvent::Error {
                 kind,
-                message: error.message.unwrap_or_else(|| "upstream stream error".to_owned()),
+                message: error
+                    .message
+                    .unwrap_or_else(|| "upstream stream error".to_owned()),
             });
             return Ok(());
         }
@@ -98,7 +106,9 @@ impl DecoderState {
         }
         if !self.started {
             self.started = true;
-            let id = response.response_id.unwrap_or_else(|| self.fallback_id.clone());
+            let id = response
+                .response_id
+                .unwrap_or_else(|| self.fallback_id.clone());
             self.id = Some(id.clone());
             // Gemini reports the prompt size in every event, so input tokens are known up front.
             let usage = self.usage.map(|usage| Usage {
@@ -126,14 +136,22 @@ impl DecoderState {
         }
         for candidate in response.candidates {
             let choice = candidate.index;
-            let position = match self.candidates.iter().position(|(index, _, _)| *index == choice) {
+            let position = match self
+                .candidates
+                .iter()
+                .position(|(index, _, _)| *index == choice)
+            {
                 Some(position) => position,
                 None => {
                     self.candidates.push((choice, 0, false));
                     self.candidates.len() - 1
                 }
             };
-            for part in candidate.content.map(|content| content.parts).unwrap_or_default() {
+            for part in candidate
+                .content
+                .map(|content| content.parts)
+                .unwrap_or_default()
+            {
                 if part.thought {
                     continue;
                 }

@@ -48,7 +48,11 @@ impl StreamDecoder {
     }
 
     /// Decodes the events completed by `chunk` (which may end anywhere) into `events`.
-    pub fn feed(&mut self, chunk: &[u8], events: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
+    pub fn feed(
+        &mut self,
+        chunk: &[u8],
+        events: &mut Vec<StreamEvent>,
+    ) -> Result<(), TranslateError> {
         match &mut self.inner {
             DecoderInner::OpenAi(decoder) => decoder.feed(chunk, events),
             DecoderInner::Anthropic(decoder) => decoder.feed(chunk, events),
@@ -276,7 +280,10 @@ impl StreamTranscoder {
         self.encoder.usage()
     }
 
-    fn flush_events(&mut self, decoded: Result<(), TranslateError>) -> Result<Bytes, TranslateError> {
+    fn flush_events(
+        &mut self,
+        decoded: Result<(), TranslateError>,
+    ) -> Result<Bytes, TranslateError> {
         let mut out = std::mem::take(&mut self.pending);
         let mut result = decoded;
         for event in self.events.drain(..) {

@@ -38,14 +38,24 @@ impl Decoder {
         }
     }
 
-    pub(super) fn feed(&mut self, chunk: &[u8], events: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
+    pub(super) fn feed(
+        &mut self,
+        chunk: &[u8],
+        events: &mut Vec<StreamEvent>,
+    ) -> Result<(), TranslateError> {
         let state = &mut self.state;
         self.lines.feed(chunk, &mut |line| state.line(line, events))
     }
 
     pub(super) fn finish(&mut self, events: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
         let state = &mut self.state;
-        self.lines.finish(&mut |line| state.line(line, events))?;
+        // A last line without its newline is parsed if it is complete JSON; a cut one means
+        // the stream was truncated.
+        let last = self.lines.finish(&mut |line| state.line(line, events));
+        if let Err(TranslateError::Malformed { .. }) = last {
+            return Err(TranslateError::Truncated);
+        }
+        last?;
         if state.done {
             Ok(())
         } else {
@@ -59,10 +69,11 @@ impl DecoderState {
         if self.done || line.trim_ascii().is_empty() {
             return Ok(());
         }
-        let chunk: WireChunk = serde_json::from_slice(line).map_err(|source| TranslateError::Malformed {
-            what: "Ollama stream line",
-            source,
-        })?;
+        let chunk: WireChunk =
+            serde_json::from_slice(line).map_err(|source| TranslateError::Malformed {
+                what: "Ollama stream line",
+                source,
+            })?;
         if let Some(message) = chunk.error {
             self.done = true;
             events.push(StreamEvent::Error {

@@ -84,20 +84,28 @@ impl Decoder {
         }
     }
 
-    pub(super) fn feed(&mut self, chunk: &[u8], events: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
+    pub(super) fn feed(
+        &mut self,
+        chunk: &[u8],
+        events: &mut Vec<StreamEvent>,
+    ) -> Result<(), TranslateError> {
         let state = &mut self.state;
-        self.sse.feed(chunk, &mut |_, data| state.event(data, events))
+        self.sse
+            .feed(chunk, &mut |_, data| state.event(data, events))
     }
 
     pub(super) fn finish(&mut self, events: &mut Vec<StreamEvent>) -> Result<(), TranslateError> {
         let state = &mut self.state;
-        self.sse.finish(&mut |_, data| state.event(data, events))?;
+        self.sse.finish();
         if state.done {
             return Ok(());
         }
         // Some compatible servers close the stream without `[DONE]`; accept that when every
         // choice has finished.
-        if state.started && !state.choices.is_empty() && state.choices.iter().all(|(_, finished)| *finished) {
+        if state.started
+            && !state.choices.is_empty()
+            && state.choices.iter().all(|(_, finished)| *finished)
+        {
             state.done = true;
             events.push(StreamEvent::Done);
             return Ok(());
@@ -120,10 +128,11 @@ impl DecoderState {
         if data.is_empty() {
             return Ok(());
         }
-        let chunk: Chunk = serde_json::from_slice(data).map_err(|source| TranslateError::Malformed {
-            what: "OpenAI stream chunk",
-            source,
-        })?;
+        let chunk: Chunk =
+            serde_json::from_slice(data).map_err(|source| TranslateError::Malformed {
+                what: "OpenAI stream chunk",
+                source,
+            })?;
         if let Some(error) = chunk.error {
             let message = error
                 .get("message")
@@ -155,10 +164,14 @@ impl DecoderState {
             if let Some(delta) = choice.delta {
                 for text in [delta.content, delta.refusal].into_iter().flatten() {
                     if !text.is_empty() {
-                        events.push(StreamEvent::TextDelta { choice: index, text });
+                        events.push(StreamEvent::TextDelta {
+                            choice: index,
+                            text,
+                        });
                     }
                 }
-                for (position, call) in delta.tool_calls.unwrap_or_default().into_iter().enumerate() {
+                for (position, call) in delta.tool_calls.unwrap_or_default().into_iter().enumerate()
+                {
                     let tool_index = call.index.unwrap_or(position as u32);
                     let (name, arguments) = match call.function {
                         Some(function) => (function.name, function.arguments),
@@ -169,9 +182,9 @@ impl DecoderState {
                         events.push(StreamEvent::ToolCallStart {
                             choice: index,
                             index: tool_index,
-                            id: call
-                                .id
-                                .unwrap_or_else(|| format!("call_{}_{tool_index}", self.fallback_id)),
+                            id: call.id.unwrap_or_else(|| {
+                                format!("call_{}_{tool_index}", self.fallback_id)
+                            }),
                             name: name.unwrap_or_default(),
                         });
                     }
@@ -328,9 +341,13 @@ impl Encoder {
                 };
                 self.delta(options, *choice, delta, None, out)
             }
-            StreamEvent::Finish { choice, reason, .. } => {
-                self.delta(options, *choice, OutDelta::default(), Some(finish_to_wire(*reason)), out)
-            }
+            StreamEvent::Finish { choice, reason, .. } => self.delta(
+                options,
+                *choice,
+                OutDelta::default(),
+                Some(finish_to_wire(*reason)),
+                out,
+            ),
             StreamEvent::Usage(_) => Ok(()),
             StreamEvent::Done => {
                 if self.roles_sent.is_empty() {
