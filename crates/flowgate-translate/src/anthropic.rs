@@ -484,6 +484,7 @@ pub(crate) fn encode_request(
     upstream_model: &str,
 ) -> Result<Bytes, TranslateError> {
     wire::check_foreign_fields(request, Some(Ingress::Anthropic), "Anthropic")?;
+    wire::check_no_names(request, "Anthropic")?;
     if let Some(n) = request.n.filter(|n| *n > 1) {
         return Err(TranslateError::unsupported(
             "n",

@@ -62,12 +62,4 @@ impl TranslateError {
         }
         Self::Malformed { what, source }
     }
-
-    /// True when the error is the client's fault (the gateway answers 400).
-    pub fn is_client_error(&self) -> bool {
-        matches!(
-            self,
-            Self::Invalid { .. } | Self::Unsupported { .. } | Self::Malformed { .. }
-        )
-    }
 }

@@ -182,6 +182,7 @@ pub(crate) fn tool_name_for<'a>(request: &'a IrRequest, call_id: &str) -> Option
 /// Encodes the IR as a Gemini `generateContent` request (the model goes in the URL).
 pub(crate) fn encode_request(request: &IrRequest) -> Result<Bytes, TranslateError> {
     wire::check_foreign_fields(request, None, "Gemini")?;
+    wire::check_no_names(request, "Gemini")?;
     wire::check_no_thinking(request, "Gemini")?;
     if request.parallel_tool_calls == Some(false) {
         return Err(TranslateError::unsupported(

@@ -311,6 +311,13 @@ pub enum StreamEvent {
         id: String,
         name: String,
     },
+    /// Anthropic extended-thinking text (only when the client asked for thinking, which only
+    /// an Anthropic upstream can produce). OpenAI clients are never sent it.
+    ThinkingDelta { choice: u32, text: String },
+    /// The signature that closes a thinking block.
+    ThinkingSignature { choice: u32, signature: String },
+    /// A redacted-thinking block, whole.
+    RedactedThinking { choice: u32, data: String },
     /// A fragment of the JSON arguments of tool call `index`.
     ToolCallDelta {
         choice: u32,

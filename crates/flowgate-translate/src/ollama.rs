@@ -126,6 +126,7 @@ pub(crate) fn encode_request(
     upstream_model: &str,
 ) -> Result<Bytes, TranslateError> {
     wire::check_foreign_fields(request, None, "Ollama")?;
+    wire::check_no_names(request, "Ollama")?;
     wire::check_no_thinking(request, "Ollama")?;
     if let Some(n) = request.n.filter(|n| *n > 1) {
         return Err(TranslateError::unsupported(

@@ -475,6 +475,8 @@ struct OutRequest<'a> {
     top_p: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_completion_tokens: Option<u32>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     stop: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -620,6 +622,17 @@ pub(crate) struct OutFunctionCall<'a> {
     pub(crate) arguments: &'a str,
 }
 
+/// OpenAI reasoning models (o-series, GPT-5) reject `max_tokens` and take only
+/// `max_completion_tokens`; other models and most compatible servers take `max_tokens`.
+fn needs_max_completion_tokens(upstream_model: &str) -> bool {
+    let name = upstream_model.rsplit('/').next().unwrap_or(upstream_model);
+    name.starts_with("gpt-5")
+        || ["o1", "o3", "o4"].iter().any(|family| {
+            name.strip_prefix(family)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
+        })
+}
+
 /// Prefix given to the text of a failed tool result, since OpenAI has no `is_error` flag.
 pub const TOOL_ERROR_PREFIX: &str = "[tool error] ";
 
@@ -689,7 +702,12 @@ pub(crate) fn encode_request(
         n: request.n,
         temperature: request.temperature,
         top_p: request.top_p,
-        max_tokens: request.max_tokens,
+        max_tokens: request
+            .max_tokens
+            .filter(|_| !needs_max_completion_tokens(upstream_model)),
+        max_completion_tokens: request
+            .max_tokens
+            .filter(|_| needs_max_completion_tokens(upstream_model)),
         stop: &request.stop,
         presence_penalty: request.presence_penalty,
         frequency_penalty: request.frequency_penalty,

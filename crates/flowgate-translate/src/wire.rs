@@ -163,3 +163,18 @@ fn empty_object() -> Result<&'static serde_json::value::RawValue, TranslateError
         source,
     })
 }
+
+/// Refuses OpenAI participant names for upstreams without an equivalent field.
+pub(crate) fn check_no_names(request: &IrRequest, target_name: &str) -> Result<(), TranslateError> {
+    if let Some(position) = request
+        .messages
+        .iter()
+        .position(|message| message.name.is_some())
+    {
+        return Err(TranslateError::unsupported(
+            format!("messages[{position}].name"),
+            format!("{target_name} upstreams have no participant names"),
+        ));
+    }
+    Ok(())
+}

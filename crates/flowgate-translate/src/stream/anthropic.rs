@@ -5,7 +5,8 @@
 //! `message_delta` (stop reason + cumulative usage), `message_stop`, and `error`. The encoder
 //! holds `message_delta` back until the upstream's final usage is known, so input tokens that
 //! an OpenAI upstream reports only at the end still reach the client (in `message_delta`, whose
-//! usage fields are cumulative). Extended-thinking streams are refused (`Unsupported`).
+//! usage fields are cumulative). Extended-thinking blocks (`thinking_delta`,
+//! `signature_delta`, `redacted_thinking`) pass through Anthropic-to-Anthropic.
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -48,6 +49,8 @@ struct WireDelta {
     kind: Option<String>,
     text: Option<String>,
     partial_json: Option<String>,
+    thinking: Option<String>,
+    signature: Option<String>,
     stop_reason: Option<String>,
     stop_sequence: Option<String>,
 }
@@ -157,6 +160,19 @@ impl DecoderState {
                             });
                         }
                     }
+                    "thinking" => {
+                        self.blocks.push((index, None));
+                        if let Some(text) = block.thinking.filter(|text| !text.is_empty()) {
+                            events.push(StreamEvent::ThinkingDelta { choice: 0, text });
+                        }
+                    }
+                    "redacted_thinking" => {
+                        self.blocks.push((index, None));
+                        events.push(StreamEvent::RedactedThinking {
+                            choice: 0,
+                            data: block.data.unwrap_or_default(),
+                        });
+                    }
                     other => {
                         return Err(TranslateError::unsupported(
                             "content_block",
@@ -188,6 +204,19 @@ impl DecoderState {
                                 choice: 0,
                                 index: tool,
                                 arguments,
+                            });
+                        }
+                    }
+                    (Some("thinking_delta"), _) => {
+                        if let Some(text) = delta.thinking.filter(|text| !text.is_empty()) {
+                            events.push(StreamEvent::ThinkingDelta { choice: 0, text });
+                        }
+                    }
+                    (Some("signature_delta"), _) => {
+                        if let Some(signature) = delta.signature {
+                            events.push(StreamEvent::ThinkingSignature {
+                                choice: 0,
+                                signature,
                             });
                         }
                     }
@@ -296,6 +325,12 @@ enum StartBlock<'a> {
         name: &'a str,
         input: EmptyObject,
     },
+    Thinking {
+        thinking: &'static str,
+    },
+    RedactedThinking {
+        data: &'a str,
+    },
 }
 
 #[derive(Serialize)]
@@ -312,8 +347,14 @@ struct BlockDelta<'a> {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum DeltaBody<'a> {
-    TextDelta { text: &'a str },
-    InputJsonDelta { partial_json: &'a str },
+    #[serde(rename = "text_delta")]
+    Text { text: &'a str },
+    #[serde(rename = "input_json_delta")]
+    InputJson { partial_json: &'a str },
+    #[serde(rename = "thinking_delta")]
+    Thinking { thinking: &'a str },
+    #[serde(rename = "signature_delta")]
+    Signature { signature: &'a str },
 }
 
 #[derive(Serialize)]
@@ -341,6 +382,8 @@ struct StopDelta<'a> {
 enum OpenBlock {
     Text,
     Tool(u32),
+    Thinking,
+    Redacted,
 }
 
 #[derive(Debug, Default)]
@@ -381,14 +424,14 @@ impl Encoder {
                     return Ok(());
                 }
                 self.start(options, "", None, out)?;
-                let index = self.open_block(OpenBlock::Text, None, out)?;
+                let index = self.open_block(OpenBlock::Text, StartBlock::Text { text: "" }, out)?;
                 write_event(
                     out,
                     "content_block_delta",
                     &BlockDelta {
                         kind: "content_block_delta",
                         index,
-                        delta: DeltaBody::TextDelta { text },
+                        delta: DeltaBody::Text { text },
                     },
                 )?;
             }
@@ -396,7 +439,12 @@ impl Encoder {
                 index, id, name, ..
             } => {
                 self.start(options, "", None, out)?;
-                self.open_block(OpenBlock::Tool(*index), Some((id, name)), out)?;
+                let block = StartBlock::ToolUse {
+                    id,
+                    name,
+                    input: EmptyObject {},
+                };
+                self.open_block(OpenBlock::Tool(*index), block, out)?;
             }
             StreamEvent::ToolCallDelta {
                 index, arguments, ..
@@ -414,7 +462,12 @@ impl Encoder {
                     }
                     _ => {
                         self.start(options, "", None, out)?;
-                        self.open_block(OpenBlock::Tool(*index), Some(("", "")), out)?
+                        let block = StartBlock::ToolUse {
+                            id: "",
+                            name: "",
+                            input: EmptyObject {},
+                        };
+                        self.open_block(OpenBlock::Tool(*index), block, out)?
                     }
                 };
                 write_event(
@@ -423,11 +476,33 @@ impl Encoder {
                     &BlockDelta {
                         kind: "content_block_delta",
                         index: block,
-                        delta: DeltaBody::InputJsonDelta {
+                        delta: DeltaBody::InputJson {
                             partial_json: arguments,
                         },
                     },
                 )?;
+            }
+            StreamEvent::ThinkingDelta { text, .. } => {
+                if text.is_empty() {
+                    return Ok(());
+                }
+                self.start(options, "", None, out)?;
+                let start = StartBlock::Thinking { thinking: "" };
+                let index = self.open_block(OpenBlock::Thinking, start, out)?;
+                let delta = DeltaBody::Thinking { thinking: text };
+                self.block_delta(index, delta, out)?;
+            }
+            StreamEvent::ThinkingSignature { signature, .. } => {
+                self.start(options, "", None, out)?;
+                let start = StartBlock::Thinking { thinking: "" };
+                let index = self.open_block(OpenBlock::Thinking, start, out)?;
+                self.block_delta(index, DeltaBody::Signature { signature }, out)?;
+            }
+            StreamEvent::RedactedThinking { data, .. } => {
+                self.start(options, "", None, out)?;
+                let start = StartBlock::RedactedThinking { data };
+                self.open_block(OpenBlock::Redacted, start, out)?;
+                self.close_block(out)?;
             }
             StreamEvent::Finish {
                 reason,
@@ -517,30 +592,24 @@ impl Encoder {
         Ok(())
     }
 
-    /// Opens a block of `kind` unless it is already the open one; returns its index.
+    /// Opens a block of `kind` unless it is already the open one (tool and redacted blocks
+    /// always open anew); returns its index.
     fn open_block(
         &mut self,
         kind: OpenBlock,
-        tool: Option<(&str, &str)>,
+        content_block: StartBlock<'_>,
         out: &mut Vec<u8>,
     ) -> Result<u32, TranslateError> {
+        let reusable = matches!(kind, OpenBlock::Text | OpenBlock::Thinking);
         if let Some((index, open)) = self.open
             && open == kind
-            && tool.is_none()
+            && reusable
         {
             return Ok(index);
         }
         self.close_block(out)?;
         let index = self.next_block;
         self.next_block += 1;
-        let content_block = match (kind, tool) {
-            (OpenBlock::Tool(_), Some((id, name))) => StartBlock::ToolUse {
-                id,
-                name,
-                input: EmptyObject {},
-            },
-            _ => StartBlock::Text { text: "" },
-        };
         write_event(
             out,
             "content_block_start",
@@ -552,6 +621,23 @@ impl Encoder {
         )?;
         self.open = Some((index, kind));
         Ok(index)
+    }
+
+    fn block_delta(
+        &mut self,
+        index: u32,
+        delta: DeltaBody<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), TranslateError> {
+        write_event(
+            out,
+            "content_block_delta",
+            &BlockDelta {
+                kind: "content_block_delta",
+                index,
+                delta,
+            },
+        )
     }
 
     fn close_block(&mut self, out: &mut Vec<u8>) -> Result<(), TranslateError> {
@@ -577,6 +663,9 @@ fn choice_of(event: &StreamEvent) -> Option<u32> {
         StreamEvent::TextDelta { choice, .. }
         | StreamEvent::ToolCallStart { choice, .. }
         | StreamEvent::ToolCallDelta { choice, .. }
+        | StreamEvent::ThinkingDelta { choice, .. }
+        | StreamEvent::ThinkingSignature { choice, .. }
+        | StreamEvent::RedactedThinking { choice, .. }
         | StreamEvent::Finish { choice, .. } => Some(*choice),
         _ => None,
     }

@@ -348,7 +348,11 @@ impl Encoder {
                 Some(finish_to_wire(*reason)),
                 out,
             ),
-            StreamEvent::Usage(_) => Ok(()),
+            // Chat Completions has no field for thinking; OpenAI clients cannot ask for it.
+            StreamEvent::Usage(_)
+            | StreamEvent::ThinkingDelta { .. }
+            | StreamEvent::ThinkingSignature { .. }
+            | StreamEvent::RedactedThinking { .. } => Ok(()),
             StreamEvent::Done => {
                 if self.roles_sent.is_empty() {
                     self.delta(options, 0, OutDelta::default(), None, out)?;

@@ -2,6 +2,7 @@
 //! streamed, text and tool calls, against hand-written provider transcripts in
 //! `tests/fixtures`; request translation; error shapes; the pass-through path; estimation.
 
+mod edge;
 mod errors;
 mod passthrough;
 mod requests;
