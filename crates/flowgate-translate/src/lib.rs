@@ -12,6 +12,28 @@
 //! "gpt-4o")` -> (gateway calls upstream) -> `decode_response(UpstreamKind::OpenAi, answer)` ->
 //! `encode_response(Ingress::Anthropic, &answer, "claude-alias")`. Streams use
 //! `stream::StreamTranscoder` (or its two halves with a screener in between).
+//!
+//! How the gateway is expected to drive it:
+//! - Same dialect (`UpstreamKind::is_native_for`): `passthrough::prepare_request` (rewrites
+//!   `model`, asks OpenAI streams for usage), forward the bytes, and read usage with
+//!   `passthrough::UsageSniffer` (strip mode when the client did not ask for usage).
+//! - Other dialect, complete answer: `parse_request` -> `encode_request` -> upstream ->
+//!   `decode_response` -> `estimate::fill_missing_usage` -> `encode_response`.
+//! - Other dialect, stream: `stream::StreamTranscoder::new(ingress, kind, EncoderOptions {
+//!   include_usage: request.include_usage, estimated_input_tokens, .. })`; `feed` every
+//!   upstream chunk, `finish` at EOF; on an upstream timeout or reset, or when `feed`/`finish`
+//!   fails, send `finish_with_error`. `usage()` afterwards is what to account.
+//! - Upstream error status: `parse_upstream_error` then `error_body` in the client's dialect.
+//! - `/v1/messages/count_tokens`: `parse_request(Ingress::Anthropic, ..)` then
+//!   `estimate::count_tokens_body` (an estimate).
+//! - At startup: `estimate::warm_up` on a blocking thread (builds the tokenizer once).
+//!
+//! Deliberate omissions (documented, not silent drops of content): hints with no effect on the
+//! answer's content are not carried to dialects without them: OpenAI image `detail`, tool
+//! `strict`, `metadata`, `store`/`service_tier`-style fields, and `user` for Gemini and Ollama;
+//! Anthropic `cache_control` for non-Anthropic upstreams (they cache automatically) and
+//! `citations` annotations of earlier answers. Everything else that cannot be expressed is
+//! refused with `TranslateError::Unsupported`.
 
 mod anthropic;
 pub mod apierror;

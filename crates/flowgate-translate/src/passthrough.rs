@@ -332,17 +332,15 @@ impl UsageSniffer {
         self.failed
     }
 
-    /// Re-frames the chunk into whole events, dropping usage-only OpenAI chunks.
-    fn forward_without_usage_chunk(&mut self, chunk: &[u8]) -> Bytes {
-        let mut out = Vec::with_capacity(chunk.len());
-        for &byte in chunk {
-            self.raw_event.push(byte);
-            if byte != b'\n' {
-                continue;
-            }
+    /// Re-frames the chunk into whole events, dropping usage-only OpenAI chunks. A partial
+    /// event at the end of the chunk is held until it completes.
+    fn forward_without_usage_chunk(&mut self, mut chunk: &[u8]) -> Bytes {
+        let mut out = Vec::with_capacity(chunk.len() + self.raw_event.len());
+        while let Some(newline) = chunk.iter().position(|byte| *byte == b'\n') {
+            self.raw_event.extend_from_slice(&chunk[..=newline]);
+            chunk = &chunk[newline + 1..];
             let line = &self.raw_event[self.raw_line_start..];
-            let blank = line == b"\n" || line == b"\r\n";
-            if blank {
+            if line == b"\n" || line == b"\r\n" {
                 if !is_usage_only_event(&self.raw_event) {
                     out.extend_from_slice(&self.raw_event);
                 }
@@ -352,6 +350,7 @@ impl UsageSniffer {
                 self.raw_line_start = self.raw_event.len();
             }
         }
+        self.raw_event.extend_from_slice(chunk);
         Bytes::from(out)
     }
 }

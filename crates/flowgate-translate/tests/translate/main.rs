@@ -314,3 +314,72 @@ proptest! {
         prop_assert_eq!(whole, split);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// Arbitrary upstream bytes never panic a transcoder: they yield output or an error.
+    #[test]
+    fn arbitrary_upstream_bytes_never_panic(
+        upstream_index in 0usize..4,
+        ingress_index in 0usize..2,
+        prefix_len in 0usize..400,
+        noise in proptest::collection::vec(any::<u8>(), 0..200),
+    ) {
+        let kind = ALL_UPSTREAMS[upstream_index];
+        let ingress = ALL_INGRESS[ingress_index];
+        let fixture = support::stream_fixture(kind, "tools");
+        let mut upstream = fixture[..prefix_len.min(fixture.len())].to_vec();
+        upstream.extend_from_slice(&noise);
+        let mut transcoder = StreamTranscoder::new(ingress, kind, options(true));
+        let fed = transcoder.feed(&upstream).and_then(|_| transcoder.finish());
+        if fed.is_err() {
+            let tail = transcoder.finish_with_error(ErrorKind::Api, "bad upstream");
+            prop_assert!(!tail.is_empty() || transcoder.encoder().outcome() != StreamOutcome::Open);
+        }
+    }
+
+    /// Arbitrary request bodies never panic the parsers or encoders.
+    #[test]
+    fn arbitrary_request_bodies_never_panic(body in proptest::collection::vec(any::<u8>(), 0..300)) {
+        for ingress in ALL_INGRESS {
+            if let Ok(request) = flowgate_translate::parse_request(ingress, &body) {
+                for kind in ALL_UPSTREAMS {
+                    let _ = flowgate_translate::encode_request(kind, &request, "m");
+                }
+            }
+        }
+        let _ = flowgate_translate::passthrough::rewrite_model(&body, "m");
+        for kind in ALL_UPSTREAMS {
+            let _ = decode_response(kind, &body);
+            let _ = flowgate_translate::parse_upstream_error(kind, 500, &body);
+        }
+    }
+
+    /// The pass-through sniffer strips the usage chunk identically however the stream is cut.
+    #[test]
+    fn sniffer_output_is_independent_of_chunking(cuts in proptest::collection::vec(0.0f64..1.0, 0..10)) {
+        use flowgate_translate::passthrough::UsageSniffer;
+        let upstream = support::stream_fixture(UpstreamKind::OpenAi, "tools");
+        let run = |chunks: &[&[u8]]| {
+            let mut sniffer = UsageSniffer::new(Ingress::OpenAi, true);
+            let mut out = Vec::new();
+            for chunk in chunks {
+                out.extend_from_slice(&sniffer.feed(bytes::Bytes::copy_from_slice(chunk)).expect("feed"));
+            }
+            out.extend_from_slice(&sniffer.finish());
+            (out, sniffer.usage())
+        };
+        let whole = run(&[&upstream]);
+        let mut positions: Vec<usize> = cuts.iter().map(|cut| (cut * upstream.len() as f64) as usize).collect();
+        positions.sort_unstable();
+        let mut chunks: Vec<&[u8]> = Vec::new();
+        let mut from = 0;
+        for position in positions {
+            chunks.push(&upstream[from..position]);
+            from = position;
+        }
+        chunks.push(&upstream[from..]);
+        prop_assert_eq!(run(&chunks), whole);
+    }
+}
