@@ -27,5 +27,6 @@ pub mod export;
 pub mod merkle;
 pub mod note;
 pub mod record;
+mod scan;
 pub mod source;
 pub mod verify;

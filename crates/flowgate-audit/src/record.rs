@@ -428,8 +428,23 @@ struct GapCheck<'a> {
     reason: std::borrow::Cow<'a, str>,
 }
 
-/// Checks record bytes against the schema and returns `(schema, time_ms)`.
+/// Checks record bytes against the schema and returns the record's `time_ms`.
+///
+/// Canonical schema-1 records take the fast strict scanner; anything else is diagnosed with
+/// serde: a newer schema, a parse error, or valid JSON that is not in canonical form.
 pub(crate) fn check_record(bytes: &[u8]) -> Result<u64, RecordError> {
+    if let Some(time_ms) = crate::scan::canonical_record_time(bytes) {
+        return Ok(time_ms);
+    }
+    #[derive(Deserialize)]
+    struct SchemaOnly {
+        schema: u32,
+    }
+    if let Ok(SchemaOnly { schema }) = serde_json::from_slice::<SchemaOnly>(bytes)
+        && schema > SCHEMA_VERSION
+    {
+        return Err(RecordError::UnsupportedSchema { schema });
+    }
     let check: RecordCheck<'_> =
         serde_json::from_slice(bytes).map_err(|error| RecordError::Invalid {
             detail: error.to_string(),
@@ -439,7 +454,9 @@ pub(crate) fn check_record(bytes: &[u8]) -> Result<u64, RecordError> {
             schema: check.schema,
         });
     }
-    Ok(check.time_ms)
+    Err(RecordError::Invalid {
+        detail: "record is valid JSON but not in canonical form".to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -587,7 +604,41 @@ pub(crate) mod tests {
         fn direct_encoder_matches_generic_jcs(record in records()) {
             let direct = record.to_canonical();
             prop_assert_eq!(&direct, &generic_canonical(&record));
-            prop_assert!(check_record(&direct).is_ok());
+            prop_assert_eq!(crate::scan::canonical_record_time(&direct), Some(record.time_ms));
+            prop_assert_eq!(check_record(&direct), Ok(record.time_ms));
         }
+
+        /// The fast scanner accepts a mutated record only if it is still the canonical
+        /// encoding of a valid record.
+        #[test]
+        fn scanner_accepts_only_canonical_records(
+            record in records(),
+            position in any::<prop::sample::Index>(),
+            replacement in any::<u8>(),
+        ) {
+            let mut bytes = record.to_canonical();
+            let at = position.index(bytes.len());
+            bytes[at] = replacement;
+            if crate::scan::canonical_record_time(&bytes).is_some() {
+                let parsed = AuditRecord::parse(&bytes);
+                prop_assert!(parsed.is_ok(), "scanner accepted unparseable bytes");
+                if let Ok(parsed) = parsed {
+                    prop_assert_eq!(parsed.to_canonical(), bytes);
+                }
+            } else {
+                prop_assert!(check_record(&bytes).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn non_canonical_but_valid_json_is_rejected() {
+        let value = serde_json::to_value(sample()).expect("serialises");
+        let pretty = serde_json::to_vec_pretty(&value).expect("serialises");
+        assert!(AuditRecord::parse(&pretty).is_ok());
+        assert!(matches!(
+            check_record(&pretty),
+            Err(RecordError::Invalid { .. })
+        ));
     }
 }

@@ -70,9 +70,7 @@ pub async fn verify_source<S: AuditSource>(
             .await
             .map_err(VerifyError::io)?;
         let read = page.len();
-        for entry in &page {
-            verifier.push_entry(entry)?;
-        }
+        verifier.push_batch(&page)?;
         if read < page_size {
             break;
         }

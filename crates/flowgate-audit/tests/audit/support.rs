@@ -79,8 +79,13 @@ pub struct Log {
 
 /// Appends `count` records (checkpoint every 10 records) and a final checkpoint.
 pub fn build_log(count: u64) -> (Log, LogAppender) {
+    build_log_with_interval(count, 10)
+}
+
+/// Appends `count` records with a checkpoint every `interval` records and a final one.
+pub fn build_log_with_interval(count: u64, interval: u64) -> (Log, LogAppender) {
     let policy = CheckpointPolicy {
-        every_records: NonZeroU64::new(10).expect("non-zero"),
+        every_records: NonZeroU64::new(interval).expect("non-zero"),
         every_ms: NonZeroU64::new(3_600_000).expect("non-zero"),
     };
     let mut appender = LogAppender::new(ORIGIN, signer(), policy, 0).expect("valid origin");

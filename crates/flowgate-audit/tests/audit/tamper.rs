@@ -8,7 +8,9 @@ use flowgate_audit::verify::{
     VerifiedState, VerifyError, VerifyOptions, VerifyReport, verify_log,
 };
 
-use crate::support::{Log, ORIGIN, build_log, extend_log, options, record, signer, stranger};
+use crate::support::{
+    Log, ORIGIN, build_log, build_log_with_interval, extend_log, options, record, signer, stranger,
+};
 
 fn verify(log: &Log, options: VerifyOptions) -> Result<VerifyReport, VerifyError> {
     verify_log(
@@ -339,4 +341,44 @@ fn store_errors_map_to_io() {
     .expect_err("store failed");
     assert_eq!(error.exit_code(), flowgate_audit::verify::EXIT_IO);
     assert!(error.report().message.contains("disk gone"));
+}
+
+/// Large batches are checked on several threads; the verdict and first bad index must be
+/// the same as checking one entry at a time.
+#[test]
+fn parallel_batches_report_the_same_first_error() {
+    let (intact, _) = build_log_with_interval(20_000, 1_000);
+    let mut cases: Vec<(&str, Log)> = vec![("intact", intact.clone())];
+    let mut flipped = intact.clone();
+    flip_one_byte(&mut flipped.entries[15_123]);
+    cases.push(("byte flipped", flipped));
+    let mut stored = intact.clone();
+    for entry in &mut stored.entries {
+        entry.leaf_hash = Some(flowgate_audit::merkle::leaf_hash(&entry.record));
+    }
+    flip_one_byte(&mut stored.entries[15_123]);
+    cases.push(("stored hash", stored));
+    let mut deleted = intact.clone();
+    deleted.entries.remove(12_000);
+    cases.push(("deleted", deleted));
+    let mut swapped = intact.clone();
+    swapped.entries.swap(9_000, 9_001);
+    swapped.entries[9_000].index = 9_000;
+    swapped.entries[9_001].index = 9_001;
+    cases.push(("swapped", swapped));
+    let mut two_faults = intact;
+    two_faults.entries[3_000].record[0] = b'[';
+    two_faults.entries.remove(19_000);
+    cases.push(("two faults", two_faults));
+
+    for (name, log) in cases {
+        let mut sequential = options();
+        sequential.parallelism = 1;
+        let mut parallel = options();
+        parallel.parallelism = 3;
+        let expected = verify(&log, sequential).map_err(|error| error.to_string());
+        let got = verify(&log, parallel).map_err(|error| error.to_string());
+        assert_eq!(got, expected, "{name}");
+        assert_eq!(name == "intact", expected.is_ok(), "{name}: {expected:?}");
+    }
 }
