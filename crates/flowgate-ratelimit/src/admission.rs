@@ -233,7 +233,7 @@ impl Settlement {
 
 pub(crate) enum Permit {
     Local(LocalPermit),
-    Redis(RedisPermit),
+    Redis(Box<RedisPermit>),
 }
 
 /// An admitted request. Holds a concurrency slot and a token reservation for the tenant and the

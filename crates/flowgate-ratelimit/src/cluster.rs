@@ -238,7 +238,8 @@ enum Job {
 
 struct SettleCall {
     keys: Box<SubjectKeys>,
-    now_us: Option<u64>,
+    /// The admission's time in µs (settlement is booked then).
+    admitted_at_us: u64,
     lease: String,
     /// Per subject: active, token time delta in µs.
     subjects: [(bool, i64); 2],
@@ -545,7 +546,7 @@ impl RedisShared {
         let mut connection = connection.clone();
         let call = invocation.invoke_async::<Vec<i64>>(&mut connection);
         let reply = match tokio::time::timeout(self.config.command_timeout, call).await {
-            Ok(Ok(reply)) if reply.len() == 8 => reply,
+            Ok(Ok(reply)) if reply.len() == 9 => reply,
             _ => return Err(()),
         };
 
@@ -586,14 +587,15 @@ impl RedisShared {
         Ok(Ok(Admission {
             headers,
             reserved_tokens: request.reserve_tokens,
-            permit: Permit::Redis(RedisPermit {
+            permit: Permit::Redis(Box::new(RedisPermit {
                 shared: Arc::clone(self),
                 keys,
                 lease,
                 subjects: [token_params(&tenant), token_params(&key)],
                 reserved: request.reserve_tokens,
+                admitted_at_us: u64::try_from(reply[8]).unwrap_or(0),
                 finished: false,
-            }),
+            })),
         }))
     }
 
@@ -700,11 +702,7 @@ fn settle_invocation<'a>(script: &'a Script, call: &SettleCall) -> redis::Script
         .key(&call.keys.tenant_leases)
         .key(&call.keys.key_state)
         .key(&call.keys.key_leases);
-    match call.now_us {
-        Some(now_us) => invocation.arg(now_us),
-        None => invocation.arg(""),
-    };
-    invocation.arg(&call.lease);
+    invocation.arg(call.admitted_at_us).arg(&call.lease);
     for (active, delta_us) in call.subjects {
         invocation.arg(if active { "1" } else { "0" }).arg(delta_us);
     }
@@ -719,6 +717,9 @@ pub(crate) struct RedisPermit {
     /// Per subject: active, token window in µs (0: no token limit), tokens per window.
     subjects: [(bool, u64, u64); 2],
     reserved: u64,
+    /// Time of admission as the script saw it; settlement is booked at that time, like the
+    /// in-process limiter does.
+    admitted_at_us: u64,
     finished: bool,
 }
 
@@ -744,7 +745,7 @@ impl RedisPermit {
         };
         let call = SettleCall {
             keys: std::mem::take(&mut self.keys),
-            now_us: self.shared.now_us(),
+            admitted_at_us: self.admitted_at_us,
             lease: std::mem::take(&mut self.lease),
             subjects: [delta(self.subjects[0]), delta(self.subjects[1])],
         };

@@ -122,7 +122,7 @@ impl Bucket {
         let now = scaled_now(rate, now_ns);
         let used = tat.saturating_sub(now);
         let tolerance = u128::from(rate.capacity) * u128::from(rate.window_ns);
-        let remaining = tolerance.saturating_sub(used) / u128::from(rate.window_ns);
+        let remaining = div(tolerance.saturating_sub(used), u128::from(rate.window_ns));
         Snapshot {
             remaining: u64::try_from(remaining).unwrap_or(u64::MAX),
             reset_ns: to_ns_ceil(used, rate),
@@ -145,7 +145,23 @@ fn scaled_now(rate: Rate, now_ns: u64) -> u128 {
 }
 
 fn to_ns_ceil(scaled: u128, rate: Rate) -> u64 {
-    u64::try_from(scaled.div_ceil(u128::from(rate.per_window))).unwrap_or(u64::MAX)
+    let per_window = u128::from(rate.per_window);
+    let quotient = div(scaled, per_window);
+    let rounded = if quotient * per_window == scaled {
+        quotient
+    } else {
+        quotient + 1
+    };
+    u64::try_from(rounded).unwrap_or(u64::MAX)
+}
+
+/// Division that takes the much cheaper 64-bit path when both operands fit, which is the
+/// common case (usage within a window); `divisor` is never zero here.
+fn div(dividend: u128, divisor: u128) -> u128 {
+    match (u64::try_from(dividend), u64::try_from(divisor)) {
+        (Ok(dividend), Ok(divisor)) if divisor != 0 => u128::from(dividend / divisor),
+        _ => dividend.checked_div(divisor).unwrap_or(u128::MAX),
+    }
 }
 
 #[cfg(test)]

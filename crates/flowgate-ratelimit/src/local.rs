@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -71,18 +71,52 @@ struct SubjectMap {
     shards: Box<[Shard]>,
     /// `shards.len() - 1`; the length is a power of two.
     mask: usize,
-    /// Random per map so shard placement can not be predicted from ids.
-    seed: u64,
+    /// Random per map so placement can not be predicted from ids.
+    hasher: SeededFnv,
 }
 
 /// Aligned to two cache lines so neighbouring shard locks do not share one.
 #[repr(align(128))]
 struct Shard(Mutex<ShardInner>);
 
-#[derive(Default)]
 struct ShardInner {
-    subjects: HashMap<Box<str>, Arc<SubjectCell>>,
+    subjects: HashMap<Box<str>, Arc<SubjectCell>, SeededFnv>,
     last_sweep_ns: u64,
+}
+
+/// FNV-1a with a random seed and a final mix: a few ns for short ids where SipHash takes tens.
+/// Ids are tenant and key ids issued by flowgate, not attacker-chosen strings, so a keyed
+/// cryptographic hash buys nothing here; the seed still keeps placement unpredictable.
+#[derive(Clone, Copy)]
+struct SeededFnv(u64);
+
+struct FnvHasher(u64);
+
+impl BuildHasher for SeededFnv {
+    type Hasher = FnvHasher;
+
+    fn build_hasher(&self) -> FnvHasher {
+        FnvHasher(self.0 ^ 0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for FnvHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 ^= u64::from(*byte);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        // Murmur3's finaliser, so the top bits the map uses depend on every input byte.
+        let mut hash = self.0;
+        hash ^= hash >> 33;
+        hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        hash ^= hash >> 33;
+        hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        hash ^ (hash >> 33)
+    }
 }
 
 #[derive(Default)]
@@ -114,24 +148,25 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl SubjectMap {
     fn new(shards: usize) -> Self {
         let count = shards.clamp(1, 1 << 16).next_power_of_two();
+        let hasher = SeededFnv(std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64));
         Self {
             shards: (0..count)
-                .map(|_| Shard(Mutex::new(ShardInner::default())))
+                .map(|_| {
+                    Shard(Mutex::new(ShardInner {
+                        subjects: HashMap::with_hasher(hasher),
+                        last_sweep_ns: 0,
+                    }))
+                })
                 .collect(),
             mask: count - 1,
-            seed: std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64),
+            hasher,
         }
     }
 
     fn shard(&self, id: &str) -> &Shard {
-        // FNV-1a over the id, seeded; only picks a shard, the map inside hashes with SipHash.
-        let mut hash = self.seed ^ 0xcbf2_9ce4_8422_2325;
-        for byte in id.bytes() {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
+        // The map inside uses the top bits of the same hash; the shard takes low bits.
         // Truncating to usize is fine: only the low bits are used.
-        &self.shards[((hash >> 29) as usize) & self.mask]
+        &self.shards[(self.hasher.hash_one(id) as usize) & self.mask]
     }
 
     fn cell(&self, id: &str, now_ns: u64, sweep_interval_ns: u64) -> Arc<SubjectCell> {
@@ -261,7 +296,6 @@ impl InProcessLimiter {
             headers,
             reserved_tokens: request.reserve_tokens,
             permit: Permit::Local(LocalPermit {
-                shared: Arc::clone(&self.shared),
                 tenant: tenant_cell.map(|cell| Held {
                     cell,
                     tokens_reserved: tenant_plan.is_some_and(|plan| plan.tokens.is_some()),
@@ -271,6 +305,7 @@ impl InProcessLimiter {
                     tokens_reserved: key_plan.is_some_and(|plan| plan.tokens.is_some()),
                 }),
                 reserved: request.reserve_tokens,
+                admitted_at_ns: now_ns,
                 finished: false,
             }),
         })
@@ -457,10 +492,12 @@ struct Held {
 
 /// The in-process part of an [`Admission`].
 pub(crate) struct LocalPermit {
-    shared: Arc<Shared>,
     tenant: Option<Held>,
     key: Option<Held>,
     reserved: u64,
+    /// Settlement is booked at admission time, as if the actual amount had been reserved
+    /// then. This also saves a clock read per request.
+    admitted_at_ns: u64,
     finished: bool,
 }
 
@@ -471,7 +508,7 @@ impl LocalPermit {
             return;
         }
         self.finished = true;
-        let now_ns = self.shared.clock.now_ns();
+        let now_ns = self.admitted_at_ns;
         for held in [&self.tenant, &self.key].into_iter().flatten() {
             let mut state = lock(&held.cell.state);
             state.in_flight = state.in_flight.saturating_sub(1);
@@ -690,6 +727,25 @@ mod tests {
         assert_eq!(
             more.map(|r| r.retry_after),
             Some(Some(Duration::from_millis(1_100)))
+        );
+    }
+
+    #[test]
+    fn settlement_is_booked_at_admission_time() {
+        let (limiter, clock) = setup();
+        let limits = tpm(600);
+        let admission = limiter.admit(&tenant_request(&limits, 100));
+        // A one-minute stream that used 700 tokens: booked at its start, they have refilled by
+        // 600 at its end, leaving 100 used.
+        clock.advance(Duration::from_secs(60));
+        assert!(admission.map(|admission| admission.settle(700)).is_ok());
+        let next = limiter.admit(&tenant_request(&limits, 0));
+        assert_eq!(
+            next.as_ref()
+                .ok()
+                .and_then(|a| a.headers().tokens)
+                .map(|t| t.remaining),
+            Some(500)
         );
     }
 

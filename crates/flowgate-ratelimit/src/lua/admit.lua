@@ -12,7 +12,7 @@
 --       +6 max concurrent (0: no limit).
 -- Returns: {admitted (1/0), rejected subject, rejected limit (1 requests, 2 tokens,
 --           3 concurrency, 4 tokens never fit), retry after (-1: never),
---           then per subject: request time used, token time used}.
+--           then per subject: request time used, token time used, then now}.
 local now
 if ARGV[1] == '' then
   local t = redis.call('TIME')
@@ -78,7 +78,7 @@ for s = 0, 1 do
   end
 end
 
-local reply = {0, rejected_subject, rejected_limit, rejected_retry, 0, 0, 0, 0}
+local reply = {0, rejected_subject, rejected_limit, rejected_retry, 0, 0, 0, 0, now}
 if rejected_subject >= 0 then
   for s = 0, 1 do
     local st = subjects[s]

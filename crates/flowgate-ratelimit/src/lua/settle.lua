@@ -3,16 +3,11 @@
 -- charge, negative: refund, never fuller than full). Integer microseconds, as in admit.lua.
 --
 -- KEYS: 1 tenant state hash, 2 tenant lease set, 3 key state hash, 4 key lease set.
--- ARGV: 1 now (empty: server TIME), 2 lease id,
+-- ARGV: 1 the admission's time (settlement is booked as if the actual amount had been
+--       reserved then), 2 lease id,
 --       then per subject s at 2 + 2*s: +1 active ("1" or "0"), +2 token time delta.
 -- Returns 1.
-local now
-if ARGV[1] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-else
-  now = tonumber(ARGV[1])
-end
+local now = tonumber(ARGV[1])
 local lease = ARGV[2]
 
 for s = 0, 1 do
