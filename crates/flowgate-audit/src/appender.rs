@@ -39,11 +39,14 @@ pub enum AppenderError {
 /// store: `size` = number of records, `frontier` from the stored leaf hashes with
 /// [`Frontier::push`], `last_time_ms` from the last record, `last_checkpoint_*` from the last
 /// stored checkpoint).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serialises to JSON with the frontier hashes in base64.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AppenderState {
     /// Number of records in the log.
     pub size: u64,
     /// Perfect-subtree roots of the tree of `size` leaves, largest first.
+    #[serde(with = "crate::verify::base64_hash::list")]
     pub frontier: Vec<Hash>,
     /// Time of the last record (0 for an empty log).
     pub last_time_ms: u64,
@@ -181,7 +184,7 @@ impl LogAppender {
     /// Appends one record. The record's `time_ms` is raised to the previous record's time if
     /// it is earlier, so log time never decreases.
     pub fn append(&mut self, record: &AuditRecord, now_ms: u64) -> Appended {
-        let mut canonical = Vec::with_capacity(384);
+        let mut canonical = Vec::with_capacity(1024);
         let time_ms = record.time_ms.max(self.last_time_ms);
         record.write_canonical(time_ms, &mut canonical);
         let leaf = leaf_hash(&canonical);
@@ -328,6 +331,11 @@ mod tests {
         let a = original.append(&sample(), 2);
         let b = restored.append(&sample(), 2);
         assert_eq!(a, b);
+        let json = serde_json::to_string(&state).expect("state serialises");
+        assert_eq!(
+            serde_json::from_str::<AppenderState>(&json).ok(),
+            Some(state.clone())
+        );
         let mut broken = state;
         broken.frontier.pop();
         assert!(matches!(

@@ -17,7 +17,8 @@
 //!   or rebuild it from the store at start.
 //! - `audit verify`: [`source::verify_source`] (store) or [`export::verify_export`] (file);
 //!   map errors to exit codes with [`verify::VerifyError::exit_code`].
-//! - `audit proof`: [`source::prove_inclusion`] and [`merkle::verify_inclusion`].
+//! - `audit proof`: [`source::prove_inclusion`] into a [`proof::InclusionBundle`], which an
+//!   auditor checks offline with [`proof::InclusionBundle::verify`].
 
 pub mod appender;
 pub mod canonical;
@@ -26,6 +27,7 @@ pub mod content;
 pub mod export;
 pub mod merkle;
 pub mod note;
+pub mod proof;
 pub mod record;
 mod scan;
 pub mod source;

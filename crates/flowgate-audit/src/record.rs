@@ -254,7 +254,7 @@ impl AuditRecord {
     /// The canonical (RFC 8785) encoding in a fresh buffer.
     #[must_use]
     pub fn to_canonical(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(384);
+        let mut out = Vec::with_capacity(1024);
         self.write_canonical(self.time_ms, &mut out);
         out
     }

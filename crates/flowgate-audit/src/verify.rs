@@ -259,6 +259,12 @@ pub enum Tamper {
         /// Size in the saved state.
         size: u64,
     },
+    /// An inclusion proof does not lead from the record to the signed root.
+    #[error("inclusion proof fails: {detail}")]
+    InclusionProofFailed {
+        /// Why.
+        detail: String,
+    },
     /// An export file line is not valid.
     #[error("export line {line} is malformed: {detail}")]
     MalformedExportLine {
@@ -416,7 +422,7 @@ impl VerifyError {
         }
     }
 
-    fn tampered(index: Option<u64>, kind: Tamper) -> Self {
+    pub(crate) fn tampered(index: Option<u64>, kind: Tamper) -> Self {
         Self::Tampered { index, kind }
     }
 }
@@ -448,6 +454,40 @@ pub struct VerifyReport {
     pub last_time_ms: u64,
     /// State to save for the next run's anti-rollback check.
     pub state: VerifiedState,
+}
+
+/// Opens a checkpoint note for verification: signature by a known key, parseable body,
+/// expected origin. `index` is reported as the first bad index on failure.
+pub(crate) fn open_checkpoint(
+    note: &str,
+    verifiers: &[NoteVerifier],
+    origin: &str,
+    index: Option<u64>,
+) -> Result<SignedCheckpoint, VerifyError> {
+    let signed = checkpoint::open(note, verifiers).map_err(|error| match error {
+        CheckpointError::Note(NoteError::UnknownKey { name, key_id }) => {
+            VerifyError::UnknownKey { name, key_id }
+        }
+        CheckpointError::Note(NoteError::BadSignature { name, key_id }) => {
+            VerifyError::tampered(index, Tamper::BadSignature { name, key_id })
+        }
+        other => VerifyError::tampered(
+            index,
+            Tamper::MalformedCheckpoint {
+                detail: other.to_string(),
+            },
+        ),
+    })?;
+    if signed.checkpoint.origin != origin {
+        return Err(VerifyError::tampered(
+            index,
+            Tamper::OriginMismatch {
+                expected: origin.to_owned(),
+                found: signed.checkpoint.origin,
+            },
+        ));
+    }
+    Ok(signed)
 }
 
 /// Push-based verifier state. See the module docs for the calling protocol.
@@ -622,30 +662,7 @@ impl LogVerifier {
     /// origin, malformed note, fork, or a checkpoint the log already passed.
     pub fn add_checkpoint(&mut self, note: &str) -> Result<(), VerifyError> {
         let covered = Some(self.covered_up_to());
-        let signed =
-            checkpoint::open(note, &self.options.verifiers).map_err(|error| match error {
-                CheckpointError::Note(NoteError::UnknownKey { name, key_id }) => {
-                    VerifyError::UnknownKey { name, key_id }
-                }
-                CheckpointError::Note(NoteError::BadSignature { name, key_id }) => {
-                    VerifyError::tampered(covered, Tamper::BadSignature { name, key_id })
-                }
-                other => VerifyError::tampered(
-                    covered,
-                    Tamper::MalformedCheckpoint {
-                        detail: other.to_string(),
-                    },
-                ),
-            })?;
-        if signed.checkpoint.origin != self.options.origin {
-            return Err(VerifyError::tampered(
-                covered,
-                Tamper::OriginMismatch {
-                    expected: self.options.origin.clone(),
-                    found: signed.checkpoint.origin,
-                },
-            ));
-        }
+        let signed = open_checkpoint(note, &self.options.verifiers, &self.options.origin, covered)?;
         let size = signed.checkpoint.size;
         if size < self.start_index {
             self.checkpoints_skipped += 1;

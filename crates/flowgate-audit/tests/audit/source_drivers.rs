@@ -115,3 +115,50 @@ fn proofs_from_the_store_verify_against_signed_checkpoints() {
     );
     assert!(run(prove_inclusion(&store, 5, 200)).is_err());
 }
+
+#[test]
+fn inclusion_bundle_round_trips_and_detects_tampering() {
+    use flowgate_audit::proof::InclusionBundle;
+    use flowgate_audit::verify::{EXIT_TAMPERED, EXIT_UNKNOWN_KEY};
+
+    let (log, _) = build_log(95);
+    let note = log.checkpoints.last().expect("has checkpoints").clone();
+    let store = MemoryStore { log };
+    let index = 42;
+    let proof = run(prove_inclusion(&store, index, 95)).expect("provable");
+    let bundle = InclusionBundle::new(
+        crate::support::ORIGIN,
+        index,
+        &store.log.entries[index as usize].record,
+        95,
+        proof,
+        &note,
+    )
+    .expect("record is JSON");
+    let json = serde_json::to_string_pretty(&bundle).expect("serialises");
+    let parsed: InclusionBundle = serde_json::from_str(&json).expect("parses back");
+    let record = parsed.verify(&[signer().verifier()]).expect("proof holds");
+    assert_eq!(record.request_id, "req-000021");
+
+    let forged: InclusionBundle =
+        serde_json::from_str(&json.replace("req-000021", "req-000099")).expect("still JSON");
+    let error = forged
+        .verify(&[signer().verifier()])
+        .expect_err("record changed");
+    assert_eq!(error.exit_code(), EXIT_TAMPERED);
+    assert_eq!(error.first_bad_index(), Some(42));
+
+    let mut wrong_index = parsed.clone();
+    wrong_index.index = 43;
+    assert_eq!(
+        wrong_index
+            .verify(&[signer().verifier()])
+            .map_err(|e| e.exit_code())
+            .err(),
+        Some(EXIT_TAMPERED)
+    );
+    let error = parsed
+        .verify(&[crate::support::stranger().verifier()])
+        .expect_err("unknown key");
+    assert_eq!(error.exit_code(), EXIT_UNKNOWN_KEY);
+}
