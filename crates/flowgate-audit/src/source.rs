@@ -6,9 +6,33 @@
 //! no runtime.
 
 use std::future::Future;
+use std::io::Write;
 
-use crate::merkle::{self, Hash, ProofError, ProveError};
-use crate::verify::{LogVerifier, StoredEntry, VerifyError, VerifyOptions, VerifyReport};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint;
+use crate::export::{ExportHeader, ExportWriter};
+use crate::merkle::{self, Frontier, Hash, ProofError, ProveError};
+use crate::note::NoteVerifier;
+use crate::record::AuditRecord;
+use crate::verify::{
+    LogVerifier, StoredEntry, VerifyError, VerifyOptions, VerifyReport, base64_hash,
+};
+
+/// Where a pruned log now starts: the frontier of the first `size` records (whose rows were
+/// deleted by retention) and the time of record `size - 1`. Retention keeps the signed
+/// checkpoint at `size`, which proves the anchor, so what remains still verifies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogAnchor {
+    /// Number of records before the first stored one.
+    pub size: u64,
+    /// Frontier of those records.
+    #[serde(with = "base64_hash::list")]
+    pub frontier: Vec<Hash>,
+    /// Time of record `size - 1`.
+    pub last_time_ms: u64,
+}
 
 /// Read access to one node's stored audit log.
 pub trait AuditSource: Sync {
@@ -40,6 +64,12 @@ pub trait AuditSource: Sync {
         &self,
         out: &mut Vec<String>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// The retention anchor, if old records were pruned (see [`anchor_at`]). Stores without
+    /// retention keep the default: none, the log starts at index 0.
+    fn read_anchor(&self) -> impl Future<Output = Result<Option<LogAnchor>, Self::Error>> + Send {
+        async { Ok(None) }
+    }
 }
 
 /// Verifies a stored log, reading entries `page_size` at a time. With `options.resume` and a
@@ -52,7 +82,29 @@ pub async fn verify_source<S: AuditSource>(
     options: VerifyOptions,
     page_size: usize,
 ) -> Result<VerifyReport, VerifyError> {
-    let mut verifier = LogVerifier::new(options)?;
+    let anchor = source.read_anchor().await.map_err(VerifyError::io)?;
+    let mut verifier = match anchor {
+        Some(anchor)
+            if !(options.resume
+                && options
+                    .saved
+                    .as_ref()
+                    .is_some_and(|saved| saved.size >= anchor.size)) =>
+        {
+            let frontier = Frontier::from_parts(anchor.size, anchor.frontier).map_err(|error| {
+                VerifyError::tampered(
+                    Some(anchor.size),
+                    crate::verify::Tamper::MalformedCheckpoint {
+                        detail: format!("retention anchor: {error}"),
+                    },
+                )
+            })?;
+            let mut options = options;
+            options.resume = false;
+            LogVerifier::starting_at(options, frontier, anchor.last_time_ms)?
+        }
+        _ => LogVerifier::new(options)?,
+    };
     let mut notes = Vec::new();
     source
         .read_checkpoints(&mut notes)
@@ -150,4 +202,181 @@ pub async fn prove_consistency<S: AuditSource>(
 ) -> Result<Vec<Hash>, ProveError<S::Error>> {
     let ranges = merkle::consistency_proof_ranges(size1, size2)?;
     proof_from_ranges(source, size2, ranges).await
+}
+
+/// Computes the retention anchor at `size` (a checkpoint size, so the kept checkpoint proves
+/// it): reads the leaf hashes after the current anchor and the record at `size - 1`. Store
+/// it, then delete records below `size` and all but the last checkpoint below it.
+///
+/// # Errors
+/// [`ProofError::NotEnoughLeaves`] or a store failure.
+pub async fn anchor_at<S: AuditSource>(
+    source: &S,
+    size: u64,
+) -> Result<LogAnchor, ProveError<S::Error>> {
+    let available = source.record_count().await.map_err(ProveError::Source)?;
+    if size > available {
+        return Err(ProofError::NotEnoughLeaves { size, available }.into());
+    }
+    let current = source.read_anchor().await.map_err(ProveError::Source)?;
+    let (mut frontier, mut last_time_ms) = match current {
+        Some(anchor) if anchor.size <= size => (
+            Frontier::from_parts(anchor.size, anchor.frontier).map_err(|_| {
+                ProofError::NotEnoughLeaves {
+                    size,
+                    available: anchor.size,
+                }
+            })?,
+            anchor.last_time_ms,
+        ),
+        _ => (Frontier::new(), 0),
+    };
+    let mut buffer = Vec::new();
+    while frontier.size() < size {
+        let start = frontier.size();
+        let end = size.min(start.saturating_add(merkle::LEAF_READ_CHUNK));
+        buffer.clear();
+        source
+            .read_leaf_hashes(start, end, &mut buffer)
+            .await
+            .map_err(ProveError::Source)?;
+        if buffer.len() as u64 != end - start {
+            return Err(ProofError::NotEnoughLeaves {
+                size,
+                available: start + buffer.len() as u64,
+            }
+            .into());
+        }
+        for leaf in &buffer {
+            frontier.push(*leaf);
+        }
+    }
+    if size > 0 {
+        let mut last = Vec::with_capacity(1);
+        source
+            .read_entries(size - 1, 1, &mut last)
+            .await
+            .map_err(ProveError::Source)?;
+        if let Some(time_ms) = last
+            .first()
+            .and_then(|entry| AuditRecord::parse(&entry.record).ok())
+            .map(|record| record.time_ms)
+        {
+            last_time_ms = time_ms;
+        }
+    }
+    Ok(LogAnchor {
+        size,
+        frontier: frontier.hashes().to_vec(),
+        last_time_ms,
+    })
+}
+
+/// Why an export could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError<E> {
+    /// The store failed.
+    #[error("reading the audit store failed")]
+    Source(#[source] E),
+    /// Writing the file failed.
+    #[error("writing the export failed")]
+    Write(#[source] std::io::Error),
+    /// The range is not inside the stored log.
+    #[error("range {from}..{to} is not inside the stored log {first}..{size}")]
+    Range {
+        /// Requested first index.
+        from: u64,
+        /// Requested end (exclusive).
+        to: u64,
+        /// First stored index (after retention).
+        first: u64,
+        /// Records stored.
+        size: u64,
+    },
+}
+
+/// Writes records `from..to` with every stored checkpoint whose size lies in `from..=to`
+/// (each placed after its last record) in the export format of [`crate::export`]. Pick
+/// `to` at a checkpoint size so every exported record is signed. The checkpoints are read
+/// with `verifiers` to learn their sizes; notes that do not open are skipped. `out` is
+/// written synchronously: pass a buffered writer, and call from a context that may block.
+///
+/// # Errors
+/// [`ExportError`].
+pub async fn write_export<S: AuditSource, W: Write>(
+    source: &S,
+    origin: &str,
+    verifiers: &[NoteVerifier],
+    from: u64,
+    to: u64,
+    out: W,
+) -> Result<W, ExportError<S::Error>> {
+    let size = source.record_count().await.map_err(ExportError::Source)?;
+    let anchor = source.read_anchor().await.map_err(ExportError::Source)?;
+    let first = anchor.as_ref().map_or(0, |anchor| anchor.size);
+    if from > to || to > size || from < first {
+        return Err(ExportError::Range {
+            from,
+            to,
+            first,
+            size,
+        });
+    }
+    let header_anchor = anchor_at(source, from).await.map_err(|error| match error {
+        ProveError::Source(error) => ExportError::Source(error),
+        ProveError::Invalid(_) => ExportError::Range {
+            from,
+            to,
+            first,
+            size,
+        },
+    })?;
+    let mut notes = Vec::new();
+    source
+        .read_checkpoints(&mut notes)
+        .await
+        .map_err(ExportError::Source)?;
+    let mut checkpoints: Vec<(u64, String)> = notes
+        .into_iter()
+        .filter_map(|note| {
+            let size = checkpoint::open(&note, verifiers).ok()?.checkpoint.size;
+            (from..=to).contains(&size).then_some((size, note))
+        })
+        .collect();
+    checkpoints.sort_by_key(|(size, _)| *size);
+    checkpoints.dedup_by_key(|(size, _)| *size);
+    let mut pending = checkpoints.into_iter().peekable();
+    let header = ExportHeader {
+        origin: origin.to_owned(),
+        start: from,
+        frontier: header_anchor.frontier,
+        last_time_ms: header_anchor.last_time_ms,
+    };
+    let mut writer = ExportWriter::new(out, &header).map_err(ExportError::Write)?;
+    while let Some((_, note)) = pending.next_if(|(size, _)| *size == from) {
+        writer.checkpoint(&note).map_err(ExportError::Write)?;
+    }
+    let mut page = Vec::with_capacity(1024);
+    let mut next = from;
+    while next < to {
+        page.clear();
+        let limit = usize::try_from((to - next).min(1024)).unwrap_or(1024);
+        source
+            .read_entries(next, limit, &mut page)
+            .await
+            .map_err(ExportError::Source)?;
+        if page.is_empty() {
+            break;
+        }
+        for entry in &page {
+            writer
+                .record(entry.index, &entry.record)
+                .map_err(ExportError::Write)?;
+            while let Some((_, note)) = pending.next_if(|(size, _)| *size == entry.index + 1) {
+                writer.checkpoint(&note).map_err(ExportError::Write)?;
+            }
+        }
+        next += page.len() as u64;
+    }
+    writer.finish().map_err(ExportError::Write)
 }

@@ -6,20 +6,42 @@ use std::task::{Context, Poll, Waker};
 
 use flowgate_audit::checkpoint;
 use flowgate_audit::merkle::{Hash, leaf_hash, verify_consistency, verify_inclusion};
-use flowgate_audit::source::{AuditSource, prove_consistency, prove_inclusion, verify_source};
+use flowgate_audit::source::{
+    AuditSource, LogAnchor, anchor_at, prove_consistency, prove_inclusion, verify_source,
+    write_export,
+};
 use flowgate_audit::verify::{StoredEntry, VerifyError};
 
 use crate::support::{Log, build_log, options, signer};
 
 struct MemoryStore {
     log: Log,
+    anchor: Option<LogAnchor>,
+}
+
+impl MemoryStore {
+    fn new(log: Log) -> Self {
+        Self { log, anchor: None }
+    }
+
+    fn first(&self) -> u64 {
+        self.anchor.as_ref().map_or(0, |anchor| anchor.size)
+    }
+
+    fn stored(&self, start: u64, end: u64) -> &[StoredEntry] {
+        let first = self.first();
+        let len = self.log.entries.len();
+        let start = (start.saturating_sub(first) as usize).min(len);
+        let end = (end.saturating_sub(first) as usize).min(len);
+        &self.log.entries[start..end.max(start)]
+    }
 }
 
 impl AuditSource for MemoryStore {
     type Error = std::io::Error;
 
     async fn record_count(&self) -> Result<u64, Self::Error> {
-        Ok(self.log.entries.len() as u64)
+        Ok(self.first() + self.log.entries.len() as u64)
     }
 
     async fn read_entries(
@@ -29,11 +51,8 @@ impl AuditSource for MemoryStore {
         out: &mut Vec<StoredEntry>,
     ) -> Result<(), Self::Error> {
         out.extend(
-            self.log
-                .entries
+            self.stored(from, from.saturating_add(limit as u64))
                 .iter()
-                .skip(from as usize)
-                .take(limit)
                 .cloned(),
         );
         Ok(())
@@ -45,17 +64,17 @@ impl AuditSource for MemoryStore {
         end: u64,
         out: &mut Vec<Hash>,
     ) -> Result<(), Self::Error> {
-        out.extend(
-            self.log.entries[start as usize..end as usize]
-                .iter()
-                .map(|e| leaf_hash(&e.record)),
-        );
+        out.extend(self.stored(start, end).iter().map(|e| leaf_hash(&e.record)));
         Ok(())
     }
 
     async fn read_checkpoints(&self, out: &mut Vec<String>) -> Result<(), Self::Error> {
         out.extend(self.log.checkpoints.iter().cloned());
         Ok(())
+    }
+
+    async fn read_anchor(&self) -> Result<Option<LogAnchor>, Self::Error> {
+        Ok(self.anchor.clone())
     }
 }
 
@@ -73,12 +92,12 @@ fn run<F: Future>(future: F) -> F::Output {
 #[test]
 fn verify_source_pages_through_the_store() {
     let (log, _) = build_log(95);
-    let store = MemoryStore { log };
+    let store = MemoryStore::new(log);
     for page in [1, 7, 95, 1000] {
         let report = run(verify_source(&store, options(), page)).expect("intact");
         assert_eq!(report.size, 95, "page size {page}");
     }
-    let mut broken = MemoryStore { log: store.log };
+    let mut broken = MemoryStore::new(store.log);
     broken.log.entries[5].record[3] ^= 1;
     let error = run(verify_source(&broken, options(), 10)).expect_err("tampered");
     assert!(matches!(error, VerifyError::Tampered { .. }));
@@ -97,7 +116,7 @@ fn proofs_from_the_store_verify_against_signed_checkpoints() {
                 .checkpoint
         })
         .collect();
-    let store = MemoryStore { log };
+    let store = MemoryStore::new(log);
     let latest = checkpoints.last().expect("has checkpoints");
     for index in [0, 1, 42, 94] {
         let proof = run(prove_inclusion(&store, index, latest.size)).expect("provable");
@@ -123,7 +142,7 @@ fn inclusion_bundle_round_trips_and_detects_tampering() {
 
     let (log, _) = build_log(95);
     let note = log.checkpoints.last().expect("has checkpoints").clone();
-    let store = MemoryStore { log };
+    let store = MemoryStore::new(log);
     let index = 42;
     let proof = run(prove_inclusion(&store, index, 95)).expect("provable");
     let bundle = InclusionBundle::new(
@@ -161,4 +180,73 @@ fn inclusion_bundle_round_trips_and_detects_tampering() {
         .verify(&[crate::support::stranger().verifier()])
         .expect_err("unknown key");
     assert_eq!(error.exit_code(), EXIT_UNKNOWN_KEY);
+}
+
+/// Retention: prune below a checkpoint size, keep the anchor and the checkpoint there; what
+/// remains still verifies, and a forged anchor does not.
+#[test]
+fn pruned_store_still_verifies() {
+    let (log, _) = build_log(95);
+    let mut store = MemoryStore::new(log);
+    let anchor = run(anchor_at(&store, 40)).expect("anchor");
+    store.log.entries.drain(..40);
+    store.log.checkpoints.drain(..3);
+    store.anchor = Some(anchor.clone());
+    let report = run(verify_source(&store, options(), 16)).expect("pruned log verifies");
+    assert_eq!(
+        (report.start_index, report.records_verified, report.size),
+        (40, 55, 95)
+    );
+    assert_eq!(report.checkpoints_verified, 7, "40, 50, ..., 90 and 95");
+
+    // A second prune builds on the first anchor.
+    let second = run(anchor_at(&store, 70)).expect("anchor");
+    assert_eq!(second.size, 70);
+
+    let mut forged = anchor;
+    forged.frontier[0] = [3; 32];
+    store.anchor = Some(forged);
+    let error = run(verify_source(&store, options(), 16)).expect_err("forged anchor");
+    assert_eq!(error.exit_code(), flowgate_audit::verify::EXIT_TAMPERED);
+}
+
+#[test]
+fn export_from_store_verifies_as_a_file() {
+    let (log, _) = build_log(95);
+    let store = MemoryStore::new(log);
+    let verifiers = [signer().verifier()];
+    for (from, to, records, checkpoints) in [(0, 95, 95, 10), (30, 60, 30, 4), (95, 95, 0, 1)] {
+        let bytes = run(write_export(
+            &store,
+            crate::support::ORIGIN,
+            &verifiers,
+            from,
+            to,
+            Vec::new(),
+        ))
+        .expect("export");
+        let report = flowgate_audit::export::verify_export(bytes.as_slice(), options())
+            .expect("export verifies");
+        assert_eq!(
+            (
+                report.start_index,
+                report.records_verified,
+                report.checkpoints_verified,
+                report.uncovered_records
+            ),
+            (from, records, checkpoints, 0),
+            "{from}..{to}"
+        );
+    }
+    assert!(
+        run(write_export(
+            &store,
+            crate::support::ORIGIN,
+            &verifiers,
+            10,
+            200,
+            Vec::new()
+        ))
+        .is_err()
+    );
 }
