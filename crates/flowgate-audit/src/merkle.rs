@@ -234,9 +234,10 @@ impl LeafHashSource for [Hash] {
 
     fn leaf_hashes(&self, start: u64, end: u64, out: &mut Vec<Hash>) -> Result<(), Self::Error> {
         let len = self.len() as u64;
-        let start = start.min(len) as usize;
-        let end = end.min(len) as usize;
-        out.extend_from_slice(&self[start..end]);
+        let start = start.min(len);
+        let end = end.clamp(start, len);
+        // Both bounds are clamped to the slice length, which fits in usize.
+        out.extend_from_slice(&self[start as usize..end as usize]);
         Ok(())
     }
 }
