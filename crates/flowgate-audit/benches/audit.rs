@@ -109,6 +109,19 @@ fn bench_verify(c: &mut Criterion) {
             black_box(report)
         });
     });
+    let mut one_thread = options.clone();
+    one_thread.parallelism = 1;
+    group.bench_function("in_memory_100k_one_thread", |b| {
+        b.iter(|| {
+            let report = verify_log(
+                one_thread.clone(),
+                checkpoints.iter().map(Ok::<_, std::io::Error>),
+                entries.iter().map(Ok::<_, std::io::Error>),
+            )
+            .unwrap_or_else(|error| panic!("{error}"));
+            black_box(report)
+        });
+    });
     group.finish();
 }
 

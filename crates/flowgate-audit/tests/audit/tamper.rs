@@ -279,6 +279,8 @@ fn corrupted_signature_and_forked_checkpoint() {
 fn resume_from_saved_state_reads_only_new_records() {
     let (mut log, mut appender) = build_log(95);
     let saved = verify(&log, options()).expect("intact").state;
+    let json = serde_json::to_string(&saved).expect("state serialises");
+    let saved: VerifiedState = serde_json::from_str(&json).expect("state parses back");
     extend_log(&mut log, &mut appender, 95..130);
     let tail = Log {
         entries: log.entries[95..].to_vec(),
