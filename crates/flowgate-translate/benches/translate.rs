@@ -11,7 +11,7 @@ use flowgate_translate::stream::{EncoderOptions, StreamTranscoder};
 use flowgate_translate::{decode_response, encode_request, encode_response, parse_request};
 
 fn openai_request() -> Vec<u8> {
-    let filler = "Please review the following paragraph for tone and clarity. ".repeat(12);
+    let filler = "Please review the following paragraph for tone and clarity. ".repeat(25);
     serde_json::to_vec(&serde_json::json!({
         "model": "gpt-4o",
         "messages": [
@@ -30,7 +30,7 @@ fn openai_request() -> Vec<u8> {
 }
 
 fn anthropic_request() -> Vec<u8> {
-    let filler = "Please review the following paragraph for tone and clarity. ".repeat(12);
+    let filler = "Please review the following paragraph for tone and clarity. ".repeat(25);
     serde_json::to_vec(&serde_json::json!({
         "model": "claude-sonnet-4-5",
         "max_tokens": 512,

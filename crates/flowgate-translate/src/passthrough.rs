@@ -61,12 +61,15 @@ fn skip_ws(body: &[u8], mut at: usize) -> usize {
 /// Returns the position after the string starting at `at` (which holds `"`).
 fn skip_string(body: &[u8], mut at: usize) -> Result<usize, TranslateError> {
     at += 1;
-    while at < body.len() {
-        match body[at] {
-            b'\\' => at += 2,
-            b'"' => return Ok(at + 1),
-            _ => at += 1,
+    while let Some(found) = body
+        .get(at..)
+        .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+    {
+        at += found;
+        if body[at] == b'"' {
+            return Ok(at + 1);
         }
+        at += 2;
     }
     Err(malformed("unterminated string"))
 }
@@ -80,6 +83,14 @@ fn skip_value(body: &[u8], at: usize) -> Result<usize, TranslateError> {
             let mut depth = 0usize;
             let mut position = at;
             while position < body.len() {
+                // Jump to the next byte that matters: a quote or a bracket.
+                match body[position..]
+                    .iter()
+                    .position(|byte| matches!(byte, b'"' | b'{' | b'[' | b'}' | b']'))
+                {
+                    Some(offset) => position += offset,
+                    None => break,
+                }
                 match body[position] {
                     b'"' => {
                         position = skip_string(body, position)?;
@@ -336,7 +347,7 @@ impl UsageSniffer {
     /// event at the end of the chunk is held until it completes.
     fn forward_without_usage_chunk(&mut self, mut chunk: &[u8]) -> Bytes {
         let mut out = Vec::with_capacity(chunk.len() + self.raw_event.len());
-        while let Some(newline) = chunk.iter().position(|byte| *byte == b'\n') {
+        while let Some(newline) = memchr::memchr(b'\n', chunk) {
             self.raw_event.extend_from_slice(&chunk[..=newline]);
             chunk = &chunk[newline + 1..];
             let line = &self.raw_event[self.raw_line_start..];

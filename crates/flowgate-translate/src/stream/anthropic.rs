@@ -8,6 +8,8 @@
 //! usage fields are cumulative). Extended-thinking blocks (`thinking_delta`,
 //! `signature_delta`, `redacted_thinking`) pass through Anthropic-to-Anthropic.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -23,13 +25,14 @@ use crate::ir::{FinishReason, StreamEvent, Usage};
 use crate::wire;
 
 #[derive(Deserialize)]
-struct WireEvent {
-    #[serde(rename = "type")]
-    kind: String,
+struct WireEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
     message: Option<WireStartMessage>,
     index: Option<u32>,
     content_block: Option<WireAnswerBlock>,
-    delta: Option<WireDelta>,
+    #[serde(borrow)]
+    delta: Option<WireDelta<'a>>,
     usage: Option<WireUsage>,
     error: Option<WireError>,
 }
@@ -44,9 +47,9 @@ struct WireStartMessage {
 }
 
 #[derive(Deserialize)]
-struct WireDelta {
-    #[serde(rename = "type")]
-    kind: Option<String>,
+struct WireDelta<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
     text: Option<String>,
     partial_json: Option<String>,
     thinking: Option<String>,
@@ -109,7 +112,7 @@ impl DecoderState {
                 what: "Anthropic stream event",
                 source,
             })?;
-        match event.kind.as_str() {
+        match event.kind.as_ref() {
             "message_start" => {
                 let message = event.message.unwrap_or(WireStartMessage {
                     id: String::new(),

@@ -28,7 +28,7 @@ impl LineSplitter {
         on_line: &mut impl FnMut(&[u8]) -> Result<(), TranslateError>,
     ) -> Result<(), TranslateError> {
         if !self.pending.is_empty() {
-            let Some(newline) = chunk.iter().position(|byte| *byte == b'\n') else {
+            let Some(newline) = memchr::memchr(b'\n', chunk) else {
                 return self.keep(chunk);
             };
             self.pending.extend_from_slice(&chunk[..newline]);
@@ -39,7 +39,7 @@ impl LineSplitter {
             self.pending = line;
             result?;
         }
-        while let Some(newline) = chunk.iter().position(|byte| *byte == b'\n') {
+        while let Some(newline) = memchr::memchr(b'\n', chunk) {
             on_line(trim_cr(&chunk[..newline]))?;
             chunk = &chunk[newline + 1..];
         }

@@ -4,6 +4,8 @@
 //! `stream_options.include_usage`, `data: [DONE]`, mid-stream `{"error":...}` objects). It
 //! leaves usage bookkeeping and estimation to `StreamEncoder`.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -16,9 +18,12 @@ use crate::openai::{OutUsage, WireUsage, finish_from_wire, finish_to_wire};
 use crate::wire;
 
 #[derive(Deserialize)]
-struct Chunk {
-    id: Option<String>,
-    model: Option<String>,
+struct Chunk<'a> {
+    /// Borrowed: only the first chunk's id and model are kept.
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    model: Option<Cow<'a, str>>,
     #[serde(default)]
     choices: Vec<ChunkChoice>,
     usage: Option<WireUsage>,
@@ -151,8 +156,10 @@ impl DecoderState {
         if !self.started {
             self.started = true;
             events.push(StreamEvent::Start {
-                id: chunk.id.unwrap_or_else(|| self.fallback_id.clone()),
-                model: chunk.model.unwrap_or_default(),
+                id: chunk
+                    .id
+                    .map_or_else(|| self.fallback_id.clone(), Cow::into_owned),
+                model: chunk.model.map(Cow::into_owned).unwrap_or_default(),
                 usage: None,
             });
         }
