@@ -26,7 +26,33 @@ const DERIVATION_LABEL: &[u8] = b"flowgate/audit/content-hash/v1\0";
 #[derive(Clone)]
 pub struct ContentMasterKey([u8; 32]);
 
+/// The operating system's random source failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("random source failed: {message}")]
+pub struct EntropyError {
+    /// The OS error text.
+    pub message: String,
+}
+
 impl ContentMasterKey {
+    /// Generates a fresh master key from the operating system's random source (first start).
+    ///
+    /// # Errors
+    /// [`EntropyError`].
+    pub fn generate() -> Result<Self, EntropyError> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|error| EntropyError {
+            message: error.to_string(),
+        })?;
+        Ok(Self(bytes))
+    }
+
+    /// The secret bytes, for storing the key. Handle as a secret.
+    #[must_use]
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.0
+    }
+
     /// Wraps 32 secret bytes.
     #[must_use]
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
@@ -217,6 +243,15 @@ mod tests {
         assert!(!acme.matches("What is 2+3?", &hash));
         assert!(!acme.matches("What is 2+2?", "zz"));
         assert!(!format!("{acme:?}").contains("42"));
+    }
+
+    #[test]
+    fn generated_master_keys_differ_and_round_trip() {
+        let first = ContentMasterKey::generate().expect("OS entropy");
+        let second = ContentMasterKey::generate().expect("OS entropy");
+        assert_ne!(first.to_bytes(), second.to_bytes());
+        let again = ContentMasterKey::from_bytes(first.to_bytes());
+        assert_eq!(again.tenant_key("t"), first.tenant_key("t"));
     }
 
     #[test]

@@ -16,9 +16,13 @@ struct Cursor<'a> {
 }
 
 impl Cursor<'_> {
-    fn literal(&mut self, expected: &[u8]) -> Option<()> {
-        let end = self.position.checked_add(expected.len())?;
-        if self.bytes.get(self.position..end)? == expected {
+    /// Consumes `expected` if the input continues with it. Fixed-size arrays let the
+    /// compiler turn the comparison into a few word compares instead of a `memcmp` call.
+    #[inline]
+    fn literal<const N: usize>(&mut self, expected: &[u8; N]) -> Option<()> {
+        let end = self.position.checked_add(N)?;
+        let found: &[u8; N] = self.bytes.get(self.position..end)?.try_into().ok()?;
+        if found == expected {
             self.position = end;
             Some(())
         } else {
@@ -26,7 +30,8 @@ impl Cursor<'_> {
         }
     }
 
-    fn optional(&mut self, expected: &[u8]) -> bool {
+    #[inline]
+    fn optional<const N: usize>(&mut self, expected: &[u8; N]) -> bool {
         self.literal(expected).is_some()
     }
 
@@ -99,11 +104,20 @@ impl Cursor<'_> {
         }
     }
 
-    fn one_of(&mut self, choices: &[&[u8]]) -> Option<()> {
-        choices
-            .iter()
-            .any(|choice| self.optional(choice))
-            .then_some(())
+    fn decision(&mut self) -> Option<()> {
+        (self.optional(b"\"ALLOW\"")
+            || self.optional(b"\"FLAG\"")
+            || self.optional(b"\"REDACT\"")
+            || self.optional(b"\"BLOCK\"")
+            || self.optional(b"\"ERROR\""))
+        .then_some(())
+    }
+
+    fn kind(&mut self) -> Option<()> {
+        (self.optional(b"\"request\"")
+            || self.optional(b"\"completion\"")
+            || self.optional(b"\"gap\""))
+        .then_some(())
     }
 }
 
@@ -141,13 +155,7 @@ pub(crate) fn canonical_record_time(bytes: &[u8]) -> Option<u64> {
     std::str::from_utf8(bytes).ok()?;
     let mut cursor = Cursor { bytes, position: 0 };
     cursor.literal(b"{\"decision\":")?;
-    cursor.one_of(&[
-        b"\"ALLOW\"",
-        b"\"FLAG\"",
-        b"\"REDACT\"",
-        b"\"BLOCK\"",
-        b"\"ERROR\"",
-    ])?;
+    cursor.decision()?;
     if cursor.optional(b",\"encrypted_content\":") {
         cursor.string()?;
     }
@@ -179,28 +187,24 @@ pub(crate) fn canonical_record_time(bytes: &[u8]) -> Option<u64> {
     cursor.literal(b",\"key_id\":")?;
     cursor.string()?;
     cursor.literal(b",\"kind\":")?;
-    cursor.one_of(&[b"\"request\"", b"\"completion\"", b"\"gap\""])?;
+    cursor.kind()?;
     if cursor.optional(b",\"latency\":{") {
-        let mut members = 0;
-        for name in [
-            b"\"overhead_us\":".as_slice(),
-            b"\"total_us\":",
-            b"\"ttft_us\":",
-            b"\"upstream_us\":",
-        ] {
+        // Members in order, each optional, at least one, comma-separated.
+        let mut members = 0u32;
+        let mut member = |cursor: &mut Cursor<'_>, present: fn(&mut Cursor<'_>) -> bool| {
             let saved = cursor.position;
-            let present = if members == 0 {
-                cursor.optional(name)
-            } else {
-                cursor.optional(b",") && cursor.optional(name)
-            };
-            if present {
-                cursor.integer()?;
+            if (members == 0 || cursor.optional(b",")) && present(cursor) {
                 members += 1;
+                cursor.integer().map(|_| ())
             } else {
                 cursor.position = saved;
+                Some(())
             }
-        }
+        };
+        member(&mut cursor, |c| c.optional(b"\"overhead_us\":"))?;
+        member(&mut cursor, |c| c.optional(b"\"total_us\":"))?;
+        member(&mut cursor, |c| c.optional(b"\"ttft_us\":"))?;
+        member(&mut cursor, |c| c.optional(b"\"upstream_us\":"))?;
         if members == 0 {
             return None;
         }
