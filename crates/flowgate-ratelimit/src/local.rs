@@ -72,7 +72,7 @@ struct SubjectMap {
     /// `shards.len() - 1`; the length is a power of two.
     mask: usize,
     /// Random per map so placement can not be predicted from ids.
-    hasher: SeededFnv,
+    hasher: SeededHash,
 }
 
 /// Aligned to two cache lines so neighbouring shard locks do not share one.
@@ -80,36 +80,54 @@ struct SubjectMap {
 struct Shard(Mutex<ShardInner>);
 
 struct ShardInner {
-    subjects: HashMap<Box<str>, Arc<SubjectCell>, SeededFnv>,
+    subjects: HashMap<Box<str>, Arc<SubjectCell>, SeededHash>,
     last_sweep_ns: u64,
 }
 
-/// FNV-1a with a random seed and a final mix: a few ns for short ids where SipHash takes tens.
-/// Ids are tenant and key ids issued by flowgate, not attacker-chosen strings, so a keyed
-/// cryptographic hash buys nothing here; the seed still keeps placement unpredictable.
+/// A seeded word-at-a-time multiplicative hash with a strong finaliser: a few ns for short
+/// ids where SipHash takes tens. Ids are tenant and key ids issued by flowgate, not
+/// attacker-chosen strings, so a keyed cryptographic hash buys nothing here; the random seed
+/// still keeps placement unpredictable across processes.
 #[derive(Clone, Copy)]
-struct SeededFnv(u64);
+struct SeededHash(u64);
 
-struct FnvHasher(u64);
+struct WordHasher(u64);
 
-impl BuildHasher for SeededFnv {
-    type Hasher = FnvHasher;
+const HASH_MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
 
-    fn build_hasher(&self) -> FnvHasher {
-        FnvHasher(self.0 ^ 0xcbf2_9ce4_8422_2325)
+impl BuildHasher for SeededHash {
+    type Hasher = WordHasher;
+
+    fn build_hasher(&self) -> WordHasher {
+        WordHasher(self.0)
     }
 }
 
-impl Hasher for FnvHasher {
+impl WordHasher {
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(23) ^ word).wrapping_mul(HASH_MULTIPLIER);
+    }
+}
+
+impl Hasher for WordHasher {
     fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 ^= u64::from(*byte);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.mix(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            // The length tag keeps "a" and "a\0" apart.
+            self.mix(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 56));
         }
     }
 
     fn finish(&self) -> u64 {
-        // Murmur3's finaliser, so the top bits the map uses depend on every input byte.
+        // Murmur3's finaliser, so every output bit depends on every input byte.
         let mut hash = self.0;
         hash ^= hash >> 33;
         hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
@@ -148,7 +166,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl SubjectMap {
     fn new(shards: usize) -> Self {
         let count = shards.clamp(1, 1 << 16).next_power_of_two();
-        let hasher = SeededFnv(std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64));
+        let hasher =
+            SeededHash(std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64));
         Self {
             shards: (0..count)
                 .map(|_| {
@@ -946,6 +965,33 @@ mod tests {
             Some(RateLimitHeaders::default())
         );
         assert_eq!(limiter.subject_count(), 0);
+    }
+
+    #[test]
+    fn subject_hash_separates_near_identical_ids_and_spreads_shards() {
+        let hasher = SeededHash(42);
+        assert_ne!(hasher.hash_one("a"), hasher.hash_one("a\0"));
+        assert_ne!(
+            hasher.hash_one("tenant-12345678"),
+            hasher.hash_one("tenant-12345679")
+        );
+        let map = SubjectMap::new(64);
+        let mut per_shard = [0usize; 64];
+        for n in 0..64_000 {
+            let id = format!("tenant-{n}");
+            let shard: *const Shard = map.shard(&id);
+            let index = map
+                .shards
+                .iter()
+                .position(|candidate| std::ptr::eq(candidate, shard))
+                .unwrap_or(usize::MAX);
+            per_shard[index] += 1;
+        }
+        // 1 000 expected per shard; a poor hash would leave shards empty or overloaded.
+        assert!(
+            per_shard.iter().all(|&count| (800..1_200).contains(&count)),
+            "{per_shard:?}"
+        );
     }
 
     #[test]
