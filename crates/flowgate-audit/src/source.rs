@@ -10,6 +10,7 @@ use std::io::Write;
 
 use serde::{Deserialize, Serialize};
 
+use crate::appender::AppenderState;
 use crate::checkpoint;
 use crate::export::{ExportHeader, ExportWriter};
 use crate::merkle::{self, Frontier, Hash, ProofError, ProveError};
@@ -269,6 +270,41 @@ pub async fn anchor_at<S: AuditSource>(
         size,
         frontier: frontier.hashes().to_vec(),
         last_time_ms,
+    })
+}
+
+/// Rebuilds the appender state of a stored log at start-up (when no saved
+/// [`AppenderState`] is at hand): the frontier from the stored leaf hashes (O(n) hash reads
+/// from the retention anchor on), the last record's time, and the newest checkpoint that
+/// opens with `verifiers` (the node's own key). `now_ms` restarts the checkpoint timer.
+///
+/// # Errors
+/// A store failure.
+pub async fn rebuild_appender_state<S: AuditSource>(
+    source: &S,
+    verifiers: &[NoteVerifier],
+    now_ms: u64,
+) -> Result<AppenderState, ProveError<S::Error>> {
+    let size = source.record_count().await.map_err(ProveError::Source)?;
+    let anchor = anchor_at(source, size).await?;
+    let mut notes = Vec::new();
+    source
+        .read_checkpoints(&mut notes)
+        .await
+        .map_err(ProveError::Source)?;
+    let last_checkpoint_size = notes
+        .iter()
+        .filter_map(|note| checkpoint::open(note, verifiers).ok())
+        .map(|signed| signed.checkpoint.size)
+        .filter(|&checkpoint_size| checkpoint_size <= size)
+        .max()
+        .unwrap_or(0);
+    Ok(AppenderState {
+        size,
+        frontier: anchor.frontier,
+        last_time_ms: anchor.last_time_ms,
+        last_checkpoint_size,
+        last_checkpoint_ms: now_ms,
     })
 }
 

@@ -250,3 +250,21 @@ fn export_from_store_verifies_as_a_file() {
         .is_err()
     );
 }
+
+#[test]
+fn appender_state_rebuilt_from_the_store_continues_the_log() {
+    let (log, appender) = build_log(95);
+    let store = MemoryStore::new(log);
+    let state = run(flowgate_audit::source::rebuild_appender_state(
+        &store,
+        &[signer().verifier()],
+        5,
+    ))
+    .expect("rebuilt");
+    let expected = appender.state();
+    assert_eq!(state.size, expected.size);
+    assert_eq!(state.frontier, expected.frontier);
+    assert_eq!(state.last_time_ms, expected.last_time_ms);
+    assert_eq!(state.last_checkpoint_size, 95);
+    assert_eq!(state.last_checkpoint_ms, 5);
+}
