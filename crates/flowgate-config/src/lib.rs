@@ -1,1 +1,236 @@
-//! flowgate-config (skeleton; filled in by its issue).
+//! Configuration: the `flowgate.toml` file plus the environment variables of DESIGN §2,
+//! turned into one validated `Config` in a single step. Downstream code never sees raw
+//! strings for addresses, durations, secrets or enums. Every refusal is one line naming the
+//! key (`server.max_body_bytes: ...`, `FLOWGATE_PORT: ...`). Reading files and variables is
+//! the caller's job: `Config::from_sources` takes the file text and an environment lookup, so
+//! tests need neither the disk nor `set_var`.
+
+mod raw;
+mod validate;
+
+use flowgate_types::MasterKey;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use validate::{KNOWN_ENV_VARS, from_sources};
+
+/// One line, naming the key that is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Staging,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// A secret string whose `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// The validated configuration of one gateway process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub environment: Environment,
+    pub log_level: LogLevel,
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    /// Where development mode keeps its generated keys and SQLite file.
+    pub data_dir: PathBuf,
+    /// `None` only in development, where `serve --dev` generates one.
+    pub master_key: Option<MasterKey>,
+    /// `None` only in development, where `serve --dev` generates one.
+    pub admin_api_key: Option<Secret>,
+    pub redis_url: Option<Secret>,
+    pub limits: LimitDefaults,
+    pub tls: Option<TlsConfig>,
+    pub webhooks: WebhookDefaults,
+    pub audit: AuditConfig,
+    pub providers: Vec<ProviderConfig>,
+    pub models: Vec<ModelConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub public_addr: SocketAddr,
+    pub internal_addr: SocketAddr,
+    /// Largest accepted request body; larger ones get 413 before being read.
+    pub max_body_bytes: usize,
+    /// How long shutdown waits for in-flight requests before cutting them.
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub url: Secret,
+    pub backend: StoreBackend,
+    pub migrate_on_start: bool,
+    pub max_connections: u32,
+    /// How often a replica polls the store's change counter to refresh its caches.
+    pub refresh_interval: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreBackend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone)]
+pub struct LimitDefaults {
+    pub requests_per_minute: u32,
+    pub burst_factor: f64,
+    pub window: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    pub client_ca_path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookDefaults {
+    pub max_retries: u32,
+    pub timeout: Duration,
+    pub retry_backoff: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    pub retention_days: u32,
+    pub hash_prompts: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProviderKind {
+    OpenAi,
+    Anthropic,
+    Gemini,
+    Ollama,
+    Mock,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OpenAi => "openai",
+            Self::Anthropic => "anthropic",
+            Self::Gemini => "gemini",
+            Self::Ollama => "ollama",
+            Self::Mock => "mock",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub kind: ProviderKind,
+    /// Base URL without a trailing slash, e.g. `http://127.0.0.1:9000/v1`; empty for `mock`.
+    pub base_url: String,
+    pub api_key: Option<Secret>,
+    pub timeouts: Timeouts,
+}
+
+/// Per-provider time limits; every one is enforced by the upstream client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    /// From sending the request to the response head.
+    pub first_byte: Duration,
+    /// Longest silence between two body chunks of a streamed answer.
+    pub idle: Duration,
+    /// Whole call, body included.
+    pub total: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(5),
+            first_byte: Duration::from_secs(60),
+            idle: Duration::from_secs(60),
+            total: Duration::from_secs(600),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    /// The name clients send.
+    pub name: String,
+    /// Tried in order (or by weight when every route has one).
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// Index into `Config::providers`.
+    pub provider: usize,
+    /// The model name sent upstream.
+    pub upstream_model: String,
+    pub weight: Option<u32>,
+}
+
+impl Config {
+    pub fn provider(&self, route: &RouteConfig) -> &ProviderConfig {
+        &self.providers[route.provider]
+    }
+
+    pub fn is_development(&self) -> bool {
+        self.environment == Environment::Development
+    }
+}

@@ -1,1 +1,14 @@
-//! flowgate-gateway (skeleton; filled in by its issue).
+//! The gateway: the data plane (`proxy`), the admin API (`admin`), the shared state and its
+//! in-memory snapshot (`state`), error mapping (`error`) and the composition root that binds
+//! listeners and shuts down gracefully (`server`). Only this crate knows axum.
+
+pub mod admin;
+pub mod bootstrap;
+pub mod error;
+pub mod proxy;
+pub mod server;
+pub mod state;
+pub mod tenants;
+
+pub use server::{Gateway, Secrets};
+pub use state::{AppState, StartError};

@@ -1,1 +1,100 @@
-//! flowgate-store (skeleton; filled in by its issue).
+//! Persistent state behind one interface, `Store`: tenants, API keys (digests only) and the
+//! change counter replicas poll to refresh their in-memory caches. `SqlStore` implements it
+//! for SQLite (the embedded default, WAL) and PostgreSQL with the same SQL text through
+//! sqlx's `Any` driver; only the DDL differs, in `migrations/<backend>/`. The request path
+//! never calls a `Store`: the gateway loads a snapshot and serves from memory.
+//!
+//! `conformance` holds the one test suite every implementation must pass.
+
+pub mod conformance;
+mod migrate;
+mod model;
+mod sql;
+
+pub use migrate::MigrationReport;
+pub use model::{KeyRecord, NewKey, NewTenant, StoreSnapshot, Tenant, TenantPatch};
+pub use sql::{SqlStore, StoreOptions};
+
+use async_trait::async_trait;
+use flowgate_types::{KeyId, TenantId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot connect to the store: {source}")]
+    Connect {
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("store query failed during {operation}: {source}")]
+    Query {
+        operation: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("{entity} `{value}` already exists")]
+    Conflict { entity: &'static str, value: String },
+    #[error("stored {field} is corrupt: {detail}")]
+    Corrupt { field: &'static str, detail: String },
+    #[error("migration {version} failed: {source}")]
+    Migration {
+        version: i64,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("store schema version {found} is newer than this binary knows ({known})")]
+    SchemaTooNew { found: i64, known: i64 },
+}
+
+/// The storage interface. Every method is one transaction; every mutation bumps the change
+/// counter in the same transaction, so a replica that sees a new counter value reloads.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Cheap reachability check for `/health/ready`.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Closes connections; later calls fail with `StoreError::Connect` or `Query`.
+    async fn close(&self);
+    /// Applies pending versioned migrations.
+    async fn migrate(&self) -> Result<MigrationReport, StoreError>;
+
+    /// Creates a tenant together with its first key.
+    async fn create_tenant(
+        &self,
+        tenant: &NewTenant,
+        first_key: &NewKey,
+    ) -> Result<Tenant, StoreError>;
+    async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError>;
+    async fn find_tenant_by_name(&self, name: &str) -> Result<Option<Tenant>, StoreError>;
+    async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError>;
+    /// Returns `None` when the tenant does not exist.
+    async fn update_tenant(
+        &self,
+        id: &TenantId,
+        patch: &TenantPatch,
+        now: i64,
+    ) -> Result<Option<Tenant>, StoreError>;
+    /// Deletes the tenant and its keys; false when it did not exist.
+    async fn delete_tenant(&self, id: &TenantId) -> Result<bool, StoreError>;
+
+    async fn create_key(&self, key: &NewKey) -> Result<KeyRecord, StoreError>;
+    async fn list_keys(&self, tenant: &TenantId) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Revokes one key at `now`; false when the key does not belong to the tenant.
+    async fn revoke_key(
+        &self,
+        tenant: &TenantId,
+        key: &KeyId,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+    /// Sets `expires_at` on every live key of the tenant except `keep` (key rotation) and
+    /// returns how many keys were scheduled to expire.
+    async fn expire_keys_except(
+        &self,
+        tenant: &TenantId,
+        keep: &KeyId,
+        expires_at: i64,
+    ) -> Result<u64, StoreError>;
+
+    /// The change counter (monotonic; bumped by every mutation).
+    async fn change_version(&self) -> Result<i64, StoreError>;
+    /// Everything the request path needs, read in one transaction.
+    async fn load_snapshot(&self) -> Result<StoreSnapshot, StoreError>;
+}

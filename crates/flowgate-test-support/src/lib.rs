@@ -1,1 +1,13 @@
-//! flowgate-test-support (skeleton; filled in by its issue).
+//! Test support: a real HTTP mock upstream (`MockUpstream`) that speaks the OpenAI wire format
+//! and can be told to fail in every way an upstream fails; `TestGateway`, which runs the
+//! gateway in process on port 0 with a fresh SQLite file; and `TestClient`, a small HTTP
+//! client over hyper for talking to both. Also home of the benchmark binaries
+//! (`flowgate-mock-upstream`, `flowgate-loadgen`).
+
+pub mod client;
+pub mod gateway;
+pub mod upstream;
+
+pub use client::{TestClient, TestResponse};
+pub use gateway::TestGateway;
+pub use upstream::{Behaviour, MockUpstream, RecordedRequest};

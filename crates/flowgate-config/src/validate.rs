@@ -1,0 +1,682 @@
+//! Raw file + environment -> validated `Config`, in one step. Precedence: built-in defaults,
+//! then the file, then the environment variables of DESIGN §2.
+
+use crate::raw::{RawFile, RawProvider};
+use crate::*;
+use std::collections::{BTreeMap, HashSet};
+
+/// Every environment variable flowgate reads. An unknown `FLOWGATE_*` variable is refused, so
+/// a misspelt override never silently does nothing.
+pub const KNOWN_ENV_VARS: &[&str] = &[
+    "FLOWGATE_MASTER_KEY",
+    "FLOWGATE_ADMIN_API_KEY",
+    "FLOWGATE_ENV",
+    "FLOWGATE_LOG_LEVEL",
+    "FLOWGATE_PORT",
+    "FLOWGATE_INTERNAL_PORT",
+    "FLOWGATE_DATABASE_URL",
+    "FLOWGATE_REDIS_URL",
+    "FLOWGATE_CONFIG",
+    "FLOWGATE_DATA_DIR",
+    "RATE_LIMIT_DEFAULT_RPM",
+    "RATE_LIMIT_BURST_FACTOR",
+    "RATE_LIMIT_WINDOW_SECONDS",
+    "TLS_CERT_PATH",
+    "TLS_KEY_PATH",
+    "TLS_CA_PATH",
+    "WEBHOOK_MAX_RETRIES",
+    "WEBHOOK_TIMEOUT_SECONDS",
+    "WEBHOOK_RETRY_BACKOFF_MS",
+    "AUDIT_RETENTION_DAYS",
+    "AUDIT_HASH_PROMPTS",
+];
+
+/// Admin keys that are refused because they appear in examples and tutorials (compared
+/// case-insensitively, also with digits appended, e.g. `changeme123`).
+const KNOWN_DEFAULT_KEYS: &[&str] = &[
+    "changeme",
+    "change-me",
+    "change_me",
+    "admin",
+    "password",
+    "secret",
+    "sk-admin",
+    "sk-1234",
+    "flowgate",
+    "test",
+    "example",
+];
+/// A long key made of very few distinct characters (`aaaa…`, `0101…`) is not random.
+const MIN_DISTINCT_CHARS: usize = 10;
+const MIN_ADMIN_KEY_LEN: usize = 32;
+
+/// Builds the configuration from the file's text (if any) and a snapshot of the environment.
+/// `force_development` is `serve --dev`.
+pub fn from_sources(
+    file_text: Option<&str>,
+    env: &BTreeMap<String, String>,
+    force_development: bool,
+) -> Result<Config, ConfigError> {
+    for name in env.keys() {
+        if name.starts_with("FLOWGATE_") && !KNOWN_ENV_VARS.contains(&name.as_str()) {
+            return Err(ConfigError::new(
+                name,
+                "unknown flowgate environment variable",
+            ));
+        }
+    }
+    let raw = match file_text {
+        Some(text) => parse_file(text)?,
+        None => RawFile::default(),
+    };
+    let vars = Env(env);
+    let get = |name: &str| vars.get(name);
+
+    let environment = if force_development {
+        Environment::Development
+    } else {
+        match get("FLOWGATE_ENV").unwrap_or("production") {
+            "development" => Environment::Development,
+            "staging" => Environment::Staging,
+            "production" => Environment::Production,
+            other => {
+                return Err(ConfigError::new(
+                    "FLOWGATE_ENV",
+                    format!("`{other}` is not one of development, staging, production"),
+                ));
+            }
+        }
+    };
+    let log_level = match get("FLOWGATE_LOG_LEVEL").unwrap_or("info") {
+        "debug" => LogLevel::Debug,
+        "info" => LogLevel::Info,
+        "warn" => LogLevel::Warn,
+        "error" => LogLevel::Error,
+        other => {
+            return Err(ConfigError::new(
+                "FLOWGATE_LOG_LEVEL",
+                format!("`{other}` is not one of debug, info, warn, error"),
+            ));
+        }
+    };
+
+    let server = server_config(&raw, &get)?;
+    let data_dir = PathBuf::from(
+        get("FLOWGATE_DATA_DIR")
+            .or(raw.server.data_dir.as_deref())
+            .unwrap_or("./data"),
+    );
+    let store = store_config(&raw, &get, &data_dir)?;
+
+    let master_key = match get("FLOWGATE_MASTER_KEY") {
+        Some(text) => Some(
+            MasterKey::from_base64(text)
+                .map_err(|err| ConfigError::new("FLOWGATE_MASTER_KEY", err.to_string()))?,
+        ),
+        None => None,
+    };
+    let admin_api_key = match get("FLOWGATE_ADMIN_API_KEY") {
+        Some(key) => {
+            check_admin_key(key)?;
+            Some(Secret::new(key))
+        }
+        None => None,
+    };
+    if environment != Environment::Development {
+        if master_key.is_none() {
+            return Err(ConfigError::new(
+                "FLOWGATE_MASTER_KEY",
+                "required outside development (generate one with `flowgate gen-master-key`)",
+            ));
+        }
+        if admin_api_key.is_none() {
+            return Err(ConfigError::new(
+                "FLOWGATE_ADMIN_API_KEY",
+                "required outside development",
+            ));
+        }
+    }
+
+    let limits = LimitDefaults {
+        requests_per_minute: parse_env_or(
+            &get,
+            "RATE_LIMIT_DEFAULT_RPM",
+            raw.limits.default_rpm,
+            1000,
+        )?,
+        burst_factor: parse_env_or(
+            &get,
+            "RATE_LIMIT_BURST_FACTOR",
+            raw.limits.burst_factor,
+            1.5,
+        )?,
+        window: Duration::from_secs(parse_env_or(
+            &get,
+            "RATE_LIMIT_WINDOW_SECONDS",
+            raw.limits.window_seconds,
+            60,
+        )?),
+    };
+    if limits.requests_per_minute == 0 {
+        return Err(ConfigError::new(
+            "RATE_LIMIT_DEFAULT_RPM",
+            "must be at least 1",
+        ));
+    }
+    if !(limits.burst_factor >= 1.0 && limits.burst_factor.is_finite()) {
+        return Err(ConfigError::new(
+            "RATE_LIMIT_BURST_FACTOR",
+            "must be a number >= 1.0",
+        ));
+    }
+    if limits.window.is_zero() {
+        return Err(ConfigError::new(
+            "RATE_LIMIT_WINDOW_SECONDS",
+            "must be at least 1",
+        ));
+    }
+
+    let tls = match (get("TLS_CERT_PATH"), get("TLS_KEY_PATH")) {
+        (Some(cert), Some(key)) => Some(TlsConfig {
+            cert_path: cert.into(),
+            key_path: key.into(),
+            client_ca_path: get("TLS_CA_PATH").map(PathBuf::from),
+        }),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(ConfigError::new(
+                "TLS_KEY_PATH",
+                "required with TLS_CERT_PATH",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::new(
+                "TLS_CERT_PATH",
+                "required with TLS_KEY_PATH",
+            ));
+        }
+    };
+    let webhooks = WebhookDefaults {
+        max_retries: parse_env_or(&get, "WEBHOOK_MAX_RETRIES", None, 3)?,
+        timeout: Duration::from_secs(parse_env_or(&get, "WEBHOOK_TIMEOUT_SECONDS", None, 5)?),
+        retry_backoff: Duration::from_millis(parse_env_or(
+            &get,
+            "WEBHOOK_RETRY_BACKOFF_MS",
+            None,
+            500,
+        )?),
+    };
+    let audit = AuditConfig {
+        retention_days: parse_env_or(&get, "AUDIT_RETENTION_DAYS", raw.audit.retention_days, 365)?,
+        hash_prompts: parse_env_or(&get, "AUDIT_HASH_PROMPTS", raw.audit.hash_prompts, true)?,
+    };
+
+    let providers = raw
+        .providers
+        .iter()
+        .enumerate()
+        .map(|(index, provider)| provider_config(index, provider, env))
+        .collect::<Result<Vec<_>, _>>()?;
+    let models = model_configs(&raw, &providers)?;
+
+    Ok(Config {
+        environment,
+        log_level,
+        server,
+        store,
+        data_dir,
+        master_key,
+        admin_api_key,
+        redis_url: get("FLOWGATE_REDIS_URL").map(Secret::new),
+        limits,
+        tls,
+        webhooks,
+        audit,
+        providers,
+        models,
+    })
+}
+
+/// Environment lookup where an empty value counts as unset.
+struct Env<'a>(&'a BTreeMap<String, String>);
+
+impl<'a> Env<'a> {
+    fn get(&self, name: &str) -> Option<&'a str> {
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|value| !value.is_empty())
+    }
+}
+
+fn parse_file(text: &str) -> Result<RawFile, ConfigError> {
+    let deserializer = toml::Deserializer::parse(text)
+        .map_err(|err| ConfigError::new("flowgate.toml", err.message().replace('\n', " ")))?;
+    serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let key = if path == "." || path.is_empty() {
+            "flowgate.toml".to_owned()
+        } else {
+            path
+        };
+        ConfigError::new(key, err.into_inner().message().replace('\n', " "))
+    })
+}
+
+fn check_admin_key(key: &str) -> Result<(), ConfigError> {
+    let lowered = key.to_ascii_lowercase();
+    let stem = lowered.trim_end_matches(|c: char| c.is_ascii_digit());
+    let distinct = key.chars().collect::<HashSet<_>>().len();
+    if KNOWN_DEFAULT_KEYS.contains(&stem) || distinct < MIN_DISTINCT_CHARS {
+        return Err(ConfigError::new(
+            "FLOWGATE_ADMIN_API_KEY",
+            "looks like a known default or is not random; use a long random value",
+        ));
+    }
+    if key.len() < MIN_ADMIN_KEY_LEN {
+        return Err(ConfigError::new(
+            "FLOWGATE_ADMIN_API_KEY",
+            format!("must be at least {MIN_ADMIN_KEY_LEN} characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn parse_env_or<'a, T: std::str::FromStr>(
+    get: &dyn Fn(&str) -> Option<&'a str>,
+    name: &str,
+    file_value: Option<T>,
+    default: T,
+) -> Result<T, ConfigError> {
+    match get(name) {
+        Some(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError::new(name, format!("invalid value `{text}`"))),
+        None => Ok(file_value.unwrap_or(default)),
+    }
+}
+
+fn parse_addr(key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
+    text.parse()
+        .map_err(|_| ConfigError::new(key, format!("`{text}` is not an address like 0.0.0.0:8443")))
+}
+
+fn server_config<'a>(
+    raw: &RawFile,
+    get: &dyn Fn(&str) -> Option<&'a str>,
+) -> Result<ServerConfig, ConfigError> {
+    let mut public_addr = parse_addr(
+        "server.listen",
+        raw.server.listen.as_deref().unwrap_or("0.0.0.0:8443"),
+    )?;
+    let mut internal_addr = parse_addr(
+        "server.internal_listen",
+        raw.server
+            .internal_listen
+            .as_deref()
+            .unwrap_or("127.0.0.1:8080"),
+    )?;
+    if get("FLOWGATE_PORT").is_some() {
+        public_addr.set_port(parse_env_or(get, "FLOWGATE_PORT", None, 8443)?);
+    }
+    if get("FLOWGATE_INTERNAL_PORT").is_some() {
+        internal_addr.set_port(parse_env_or(get, "FLOWGATE_INTERNAL_PORT", None, 8080)?);
+    }
+    let max_body_bytes = raw.server.max_body_bytes.unwrap_or(10 * 1024 * 1024);
+    if max_body_bytes == 0 {
+        return Err(ConfigError::new(
+            "server.max_body_bytes",
+            "must be at least 1",
+        ));
+    }
+    Ok(ServerConfig {
+        public_addr,
+        internal_addr,
+        max_body_bytes: usize::try_from(max_body_bytes)
+            .map_err(|_| ConfigError::new("server.max_body_bytes", "too large"))?,
+        shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_seconds.unwrap_or(30)),
+    })
+}
+
+fn store_config<'a>(
+    raw: &RawFile,
+    get: &dyn Fn(&str) -> Option<&'a str>,
+    data_dir: &std::path::Path,
+) -> Result<StoreConfig, ConfigError> {
+    let (key, url) = match (get("FLOWGATE_DATABASE_URL"), raw.store.url.as_deref()) {
+        (Some(url), _) => ("FLOWGATE_DATABASE_URL", url.to_owned()),
+        (None, Some(url)) => ("store.url", url.to_owned()),
+        (None, None) => (
+            "store.url",
+            format!("sqlite://{}/flowgate.db", data_dir.display()),
+        ),
+    };
+    let backend = if url.starts_with("sqlite:") {
+        StoreBackend::Sqlite
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        StoreBackend::Postgres
+    } else {
+        return Err(ConfigError::new(
+            key,
+            "must start with sqlite:// or postgres://",
+        ));
+    };
+    let max_connections = raw.store.max_connections.unwrap_or(8);
+    if max_connections == 0 {
+        return Err(ConfigError::new(
+            "store.max_connections",
+            "must be at least 1",
+        ));
+    }
+    Ok(StoreConfig {
+        url: Secret::new(url),
+        backend,
+        migrate_on_start: raw.store.migrate_on_start.unwrap_or(true),
+        max_connections,
+        refresh_interval: Duration::from_millis(
+            raw.store.refresh_interval_ms.unwrap_or(1000).max(50),
+        ),
+    })
+}
+
+fn provider_config(
+    index: usize,
+    raw: &RawProvider,
+    env: &BTreeMap<String, String>,
+) -> Result<ProviderConfig, ConfigError> {
+    let key = |field: &str| format!("providers[{index}].{field}");
+    if raw.name.trim().is_empty() {
+        return Err(ConfigError::new(key("name"), "must not be empty"));
+    }
+    let kind = match raw.kind.as_str() {
+        "openai" => ProviderKind::OpenAi,
+        "anthropic" => ProviderKind::Anthropic,
+        "gemini" => ProviderKind::Gemini,
+        "ollama" => ProviderKind::Ollama,
+        "mock" => ProviderKind::Mock,
+        other => {
+            return Err(ConfigError::new(
+                key("kind"),
+                format!("`{other}` is not one of openai, anthropic, gemini, ollama, mock"),
+            ));
+        }
+    };
+    let base_url = match (&raw.base_url, kind) {
+        (Some(url), _) => {
+            let trimmed = url.trim_end_matches('/');
+            let uri: http::Uri = trimmed
+                .parse()
+                .map_err(|_| ConfigError::new(key("base_url"), format!("`{url}` is not a URL")))?;
+            if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+                return Err(ConfigError::new(
+                    key("base_url"),
+                    format!("`{url}` must be an http:// or https:// URL with a host"),
+                ));
+            }
+            trimmed.to_owned()
+        }
+        (None, ProviderKind::Mock) => String::new(),
+        (None, _) => return Err(ConfigError::new(key("base_url"), "required for this kind")),
+    };
+    let api_key = match &raw.api_key_env {
+        Some(variable) => match env.get(variable).filter(|value| !value.is_empty()) {
+            Some(value) => Some(Secret::new(value.clone())),
+            None => {
+                return Err(ConfigError::new(
+                    key("api_key_env"),
+                    format!("environment variable {variable} is not set"),
+                ));
+            }
+        },
+        None => None,
+    };
+    let defaults = Timeouts::default();
+    let millis = |value: Option<u64>, field: &str, default: Duration| match value {
+        Some(0) => Err(ConfigError::new(key(field), "must be at least 1")),
+        Some(ms) => Ok(Duration::from_millis(ms)),
+        None => Ok(default),
+    };
+    let timeouts = Timeouts {
+        connect: millis(
+            raw.connect_timeout_ms,
+            "connect_timeout_ms",
+            defaults.connect,
+        )?,
+        first_byte: millis(
+            raw.first_byte_timeout_ms,
+            "first_byte_timeout_ms",
+            defaults.first_byte,
+        )?,
+        idle: millis(raw.idle_timeout_ms, "idle_timeout_ms", defaults.idle)?,
+        total: millis(raw.total_timeout_ms, "total_timeout_ms", defaults.total)?,
+    };
+    Ok(ProviderConfig {
+        name: raw.name.clone(),
+        kind,
+        base_url,
+        api_key,
+        timeouts,
+    })
+}
+
+fn model_configs(
+    raw: &RawFile,
+    providers: &[ProviderConfig],
+) -> Result<Vec<ModelConfig>, ConfigError> {
+    let mut provider_names = HashSet::new();
+    for (index, provider) in providers.iter().enumerate() {
+        if !provider_names.insert(provider.name.as_str()) {
+            return Err(ConfigError::new(
+                format!("providers[{index}].name"),
+                format!("duplicate provider `{}`", provider.name),
+            ));
+        }
+    }
+    let mut model_names = HashSet::new();
+    let mut models = Vec::with_capacity(raw.models.len());
+    for (index, model) in raw.models.iter().enumerate() {
+        if model.name.trim().is_empty() {
+            return Err(ConfigError::new(
+                format!("models[{index}].name"),
+                "must not be empty",
+            ));
+        }
+        if !model_names.insert(model.name.as_str()) {
+            return Err(ConfigError::new(
+                format!("models[{index}].name"),
+                format!("duplicate model `{}`", model.name),
+            ));
+        }
+        if model.routes.is_empty() {
+            return Err(ConfigError::new(
+                format!("models[{index}].routes"),
+                "needs at least one route",
+            ));
+        }
+        let weighted = model
+            .routes
+            .iter()
+            .filter(|route| route.weight.is_some())
+            .count();
+        if weighted != 0 && weighted != model.routes.len() {
+            return Err(ConfigError::new(
+                format!("models[{index}].routes"),
+                "give every route a weight, or none",
+            ));
+        }
+        let mut routes = Vec::with_capacity(model.routes.len());
+        for (route_index, route) in model.routes.iter().enumerate() {
+            let key = format!("models[{index}].routes[{route_index}].provider");
+            let provider = providers
+                .iter()
+                .position(|provider| provider.name == route.provider)
+                .ok_or_else(|| {
+                    ConfigError::new(key, format!("unknown provider `{}`", route.provider))
+                })?;
+            if route.weight == Some(0) {
+                return Err(ConfigError::new(
+                    format!("models[{index}].routes[{route_index}].weight"),
+                    "must be at least 1",
+                ));
+            }
+            routes.push(RouteConfig {
+                provider,
+                upstream_model: route.model.clone().unwrap_or_else(|| model.name.clone()),
+                weight: route.weight,
+            });
+        }
+        models.push(ModelConfig {
+            name: model.name.clone(),
+            routes,
+        });
+    }
+    Ok(models)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ADMIN: &str = "a-very-long-random-admin-key-0123456789";
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn production_env(extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+        let master = MasterKey::generate().to_base64();
+        let mut map = env(&[("FLOWGATE_ADMIN_API_KEY", ADMIN)]);
+        map.insert("FLOWGATE_MASTER_KEY".into(), master);
+        map.extend(env(extra));
+        map
+    }
+
+    fn error_of(file: Option<&str>, env: &BTreeMap<String, String>) -> ConfigError {
+        match from_sources(file, env, false) {
+            Ok(_) => panic!("expected a config error"),
+            Err(err) => err,
+        }
+    }
+
+    const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:9443"
+max_body_bytes = 2048
+
+[[providers]]
+name = "local"
+kind = "openai"
+base_url = "http://127.0.0.1:9000/v1/"
+api_key_env = "LOCAL_OPENAI_KEY"
+
+[[models]]
+name = "gpt-4o-mini"
+routes = [ { provider = "local", model = "upstream-mini" } ]
+"#;
+
+    #[test]
+    fn a_good_file_with_environment_overrides() {
+        let config = from_sources(
+            Some(GOOD),
+            &production_env(&[("LOCAL_OPENAI_KEY", "sk-x"), ("FLOWGATE_PORT", "9555")]),
+            false,
+        )
+        .unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(config.environment, Environment::Production);
+        assert_eq!(config.server.public_addr.to_string(), "127.0.0.1:9555");
+        assert_eq!(config.server.max_body_bytes, 2048);
+        assert_eq!(config.providers[0].base_url, "http://127.0.0.1:9000/v1");
+        assert_eq!(
+            config.providers[0].api_key.as_ref().map(Secret::expose),
+            Some("sk-x")
+        );
+        assert_eq!(config.models[0].routes[0].upstream_model, "upstream-mini");
+        assert_eq!(config.store.backend, StoreBackend::Sqlite);
+        assert_eq!(config.limits.requests_per_minute, 1000);
+        assert!(config.audit.hash_prompts);
+    }
+
+    #[test]
+    fn each_bad_input_names_its_key_in_one_line() {
+        let cases: &[(Option<&str>, &[(&str, &str)], &str)] = &[
+            (Some("[server]\nlisten = \"x\"\n"), &[], "server.listen"),
+            (Some("[server]\nlistne = \"x\"\n"), &[], "server.listne"),
+            (Some("bogus = 1\n"), &[], "bogus"),
+            (Some("[server\n"), &[], "flowgate.toml"),
+            (
+                Some("[[providers]]\nname='a'\nkind='closedai'\nbase_url='http://x'\n"),
+                &[],
+                "providers[0].kind",
+            ),
+            (
+                Some("[[providers]]\nname='a'\nkind='openai'\nbase_url='ftp://x'\n"),
+                &[],
+                "providers[0].base_url",
+            ),
+            (
+                Some(
+                    "[[providers]]\nname='a'\nkind='openai'\nbase_url='http://x'\napi_key_env='NOPE_KEY'\n",
+                ),
+                &[],
+                "providers[0].api_key_env",
+            ),
+            (
+                Some("[[models]]\nname='m'\nroutes=[{provider='ghost'}]\n"),
+                &[],
+                "models[0].routes[0].provider",
+            ),
+            (None, &[("FLOWGATE_PORT", "eighty")], "FLOWGATE_PORT"),
+            (None, &[("FLOWGATE_PROT", "1")], "FLOWGATE_PROT"),
+            (None, &[("FLOWGATE_ENV", "prod")], "FLOWGATE_ENV"),
+            (
+                None,
+                &[("FLOWGATE_DATABASE_URL", "mysql://x")],
+                "FLOWGATE_DATABASE_URL",
+            ),
+            (
+                None,
+                &[("RATE_LIMIT_BURST_FACTOR", "0.5")],
+                "RATE_LIMIT_BURST_FACTOR",
+            ),
+            (
+                None,
+                &[("AUDIT_HASH_PROMPTS", "maybe")],
+                "AUDIT_HASH_PROMPTS",
+            ),
+        ];
+        for (file, extra, key) in cases {
+            let err = error_of(*file, &production_env(extra));
+            assert_eq!(&err.key, key, "{err}");
+            assert!(!err.to_string().contains('\n'), "{err}");
+        }
+    }
+
+    #[test]
+    fn production_requires_master_and_admin_keys() {
+        assert_eq!(error_of(None, &env(&[])).key, "FLOWGATE_MASTER_KEY");
+        let only_master = env(&[("FLOWGATE_MASTER_KEY", &MasterKey::generate().to_base64())]);
+        assert_eq!(error_of(None, &only_master).key, "FLOWGATE_ADMIN_API_KEY");
+        let weak = production_env(&[("FLOWGATE_ADMIN_API_KEY", "changeme")]);
+        assert_eq!(error_of(None, &weak).key, "FLOWGATE_ADMIN_API_KEY");
+        for bad in [
+            "xK9#short-but-random",
+            "ChangeMe123",
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        ] {
+            let env = production_env(&[("FLOWGATE_ADMIN_API_KEY", bad)]);
+            assert_eq!(error_of(None, &env).key, "FLOWGATE_ADMIN_API_KEY", "{bad}");
+        }
+    }
+
+    #[test]
+    fn development_needs_nothing() {
+        let config = from_sources(None, &env(&[]), true).unwrap_or_else(|err| panic!("{err}"));
+        assert!(config.is_development());
+        assert!(config.master_key.is_none());
+        assert!(config.store.url.expose().starts_with("sqlite://./data"));
+    }
+}

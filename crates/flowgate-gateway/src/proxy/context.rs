@@ -1,0 +1,151 @@
+//! The per-request context: request id, timings and what the access log needs. It also puts
+//! the two headers every answer carries, `x-request-id` and `x-flowgate-overhead-ms` (the
+//! gateway's own time: wall time minus the time spent waiting for the upstream).
+
+use crate::error::{ApiError, ErrorCode};
+use crate::state::AppState;
+use axum::response::Response;
+use flowgate_types::{ApiFormat, RequestId, Usage};
+use http::header::HeaderValue;
+use http::{HeaderMap, HeaderName};
+use std::time::Duration;
+use tokio::time::Instant;
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub static X_OVERHEAD_MS: HeaderName = HeaderName::from_static("x-flowgate-overhead-ms");
+
+#[derive(Debug)]
+pub struct RequestContext {
+    pub request_id: RequestId,
+    request_id_header: HeaderValue,
+    pub format: ApiFormat,
+    pub started: Instant,
+    /// Time spent waiting on upstreams so far (excluded from the overhead).
+    pub upstream_time: Duration,
+    pub tenant_id: Option<String>,
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub stream: bool,
+    pub usage: Option<Usage>,
+}
+
+impl RequestContext {
+    /// Starts the clock; honours a well-formed incoming `x-request-id`.
+    pub fn start(state: &AppState, headers: &HeaderMap, format: ApiFormat) -> Self {
+        let started = Instant::now();
+        let incoming = headers
+            .get(&X_REQUEST_ID)
+            .filter(|value| {
+                let bytes = value.as_bytes();
+                !bytes.is_empty()
+                    && bytes.len() <= 128
+                    && bytes.iter().all(|byte| byte.is_ascii_graphic())
+            })
+            .and_then(|value| value.to_str().ok().map(|text| (text, value.clone())));
+        let (request_id, request_id_header) = match incoming {
+            Some((text, value)) => (RequestId::new(text), value),
+            None => {
+                let id = state.next_request_id();
+                let header = HeaderValue::from_str(id.as_str())
+                    .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+                (id, header)
+            }
+        };
+        Self {
+            request_id,
+            request_id_header,
+            format,
+            started,
+            upstream_time: Duration::ZERO,
+            tenant_id: None,
+            model: None,
+            provider: None,
+            stream: false,
+            usage: None,
+        }
+    }
+
+    /// The gateway's own time so far.
+    pub fn overhead(&self) -> Duration {
+        self.started.elapsed().saturating_sub(self.upstream_time)
+    }
+
+    /// Stamps the common headers on a response and, unless the body is still streaming,
+    /// writes the access-log line.
+    pub fn finish(&self, mut response: Response, body_pending: bool) -> Response {
+        let overhead = self.overhead();
+        let headers = response.headers_mut();
+        headers.insert(X_REQUEST_ID.clone(), self.request_id_header.clone());
+        headers.insert(X_OVERHEAD_MS.clone(), overhead_header(overhead));
+        if !body_pending {
+            let error_code = response.extensions().get::<ErrorCode>().map(|code| code.0);
+            self.log(response.status().as_u16(), error_code);
+        }
+        response
+    }
+
+    pub fn fail(&self, error: ApiError) -> Response {
+        self.finish(error.into_response_for(self.format), false)
+    }
+
+    /// One access-log line per request; never keys or content.
+    pub fn log(&self, status: u16, error_code: Option<&str>) {
+        let usage = self.usage.unwrap_or_default();
+        tracing::info!(
+            target: "flowgate::access",
+            request_id = %self.request_id,
+            tenant = self.tenant_id.as_deref().unwrap_or(""),
+            model = self.model.as_deref().unwrap_or(""),
+            provider = self.provider.as_deref().unwrap_or(""),
+            stream = self.stream,
+            status,
+            error_code = error_code.unwrap_or(""),
+            latency_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+            overhead_ms = self.overhead().as_secs_f64() * 1000.0,
+            input_tokens = usage.input_tokens,
+            output_tokens = usage.output_tokens,
+            "request"
+        );
+    }
+}
+
+/// Milliseconds with microsecond precision, formatted without allocation.
+fn overhead_header(overhead: Duration) -> HeaderValue {
+    let micros = overhead.as_micros().min(999_999_999_999);
+    let mut buffer = [0u8; 24];
+    let mut cursor = buffer.len();
+    let mut push = |byte: u8| {
+        cursor -= 1;
+        buffer[cursor] = byte;
+    };
+    let mut fraction = micros % 1000;
+    for _ in 0..3 {
+        push(b'0' + (fraction % 10) as u8);
+        fraction /= 10;
+    }
+    push(b'.');
+    let mut whole = micros / 1000;
+    loop {
+        push(b'0' + (whole % 10) as u8);
+        whole /= 10;
+        if whole == 0 {
+            break;
+        }
+    }
+    HeaderValue::from_bytes(&buffer[cursor..]).unwrap_or_else(|_| HeaderValue::from_static("0.000"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overhead_is_milliseconds_with_three_decimals() {
+        assert_eq!(overhead_header(Duration::from_micros(0)), "0.000");
+        assert_eq!(overhead_header(Duration::from_micros(42)), "0.042");
+        assert_eq!(
+            overhead_header(Duration::from_micros(1_234_567)),
+            "1234.567"
+        );
+    }
+}

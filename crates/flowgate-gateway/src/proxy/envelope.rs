@@ -1,0 +1,152 @@
+//! Reading a request body and the few fields the pipeline needs from it (`model`, `stream`),
+//! without re-serialising: the body is forwarded as the caller sent it, except that the
+//! `model` value is spliced when the route's upstream name differs.
+
+use crate::error::ApiError;
+use axum::body::Body;
+use bytes::{Bytes, BytesMut};
+use http::HeaderMap;
+use http::header::CONTENT_LENGTH;
+use http_body_util::BodyExt as _;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+
+/// Reads the body, refusing more than `limit` bytes (413) before reading them when
+/// `Content-Length` already says so.
+pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    if let Some(length) = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.parse::<u64>().ok())
+        && length > limit as u64
+    {
+        return Err(ApiError::BodyTooLarge { limit });
+    }
+    let limited = http_body_util::Limited::new(body, limit);
+    match limited.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) => {
+            if err
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                Err(ApiError::BodyTooLarge { limit })
+            } else {
+                Err(ApiError::invalid("could not read the request body"))
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RawEnvelope<'a> {
+    #[serde(borrow)]
+    model: Option<&'a RawValue>,
+    #[serde(default)]
+    stream: Option<bool>,
+}
+
+/// The fields of a chat or embeddings body the pipeline routes on.
+#[derive(Debug)]
+pub struct Envelope<'a> {
+    pub model: Cow<'a, str>,
+    pub stream: bool,
+    /// Byte range of the `model` JSON value (with its quotes) inside the body.
+    model_span: (usize, usize),
+}
+
+impl<'a> Envelope<'a> {
+    pub fn parse(body: &'a [u8]) -> Result<Self, ApiError> {
+        let raw: RawEnvelope<'a> =
+            serde_json::from_slice(body).map_err(|err| ApiError::InvalidRequest {
+                message: format!("request body is not valid JSON for this endpoint: {err}"),
+                param: None,
+            })?;
+        let model_raw = raw.model.ok_or(ApiError::InvalidRequest {
+            message: "you must provide a model parameter".to_owned(),
+            param: Some("model"),
+        })?;
+        let text = model_raw.get();
+        let model: Cow<'a, str> = match serde_json::from_str::<&'a str>(text) {
+            Ok(borrowed) => Cow::Borrowed(borrowed),
+            Err(_) => Cow::Owned(serde_json::from_str::<String>(text).map_err(|_| {
+                ApiError::InvalidRequest {
+                    message: "`model` must be a string".to_owned(),
+                    param: Some("model"),
+                }
+            })?),
+        };
+        if model.is_empty() {
+            return Err(ApiError::InvalidRequest {
+                message: "you must provide a model parameter".to_owned(),
+                param: Some("model"),
+            });
+        }
+        // The raw value borrows from `body`, so its address lies inside it.
+        let start = text.as_ptr() as usize - body.as_ptr() as usize;
+        Ok(Self {
+            model,
+            stream: raw.stream.unwrap_or(false),
+            model_span: (start, start + text.len()),
+        })
+    }
+
+    /// The body with `model` replaced, or the same bytes (no copy) when the name is unchanged.
+    pub fn with_model(&self, body: &Bytes, upstream_model: &str) -> Bytes {
+        if upstream_model == self.model {
+            return body.clone();
+        }
+        let quoted = serde_json::to_string(upstream_model).unwrap_or_else(|_| "\"\"".to_owned());
+        let (start, end) = self.model_span;
+        let mut out = BytesMut::with_capacity(body.len() + quoted.len());
+        out.extend_from_slice(&body[..start]);
+        out.extend_from_slice(quoted.as_bytes());
+        out.extend_from_slice(&body[end..]);
+        out.freeze()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_splices_without_touching_other_bytes() {
+        let body = Bytes::from_static(br#"{ "messages": [{"role":"user","content":"model"}], "model" : "gpt-4o-mini", "stream": true, "x": {"model": 1} }"#);
+        let envelope = Envelope::parse(&body).unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(envelope.model, "gpt-4o-mini");
+        assert!(envelope.stream);
+        let same = envelope.with_model(&body, "gpt-4o-mini");
+        assert_eq!(
+            same.as_ptr(),
+            body.as_ptr(),
+            "unchanged model means no copy"
+        );
+        let spliced = envelope.with_model(&body, "up\"stream");
+        assert_eq!(
+            std::str::from_utf8(&spliced).unwrap_or(""),
+            r#"{ "messages": [{"role":"user","content":"model"}], "model" : "up\"stream", "stream": true, "x": {"model": 1} }"#
+        );
+    }
+
+    #[test]
+    fn bad_bodies_are_400s() {
+        for body in [
+            &b"{"[..],
+            b"[]",
+            b"{}",
+            br#"{"model": 3}"#,
+            br#"{"model": ""}"#,
+            b"\xff",
+        ] {
+            let err = Envelope::parse(body)
+                .err()
+                .unwrap_or_else(|| panic!("accepted {body:?}"));
+            assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
+        }
+        let escaped =
+            Envelope::parse(br#"{"model": "a\u0062c"}"#).unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(escaped.model, "abc");
+    }
+}

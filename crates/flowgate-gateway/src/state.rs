@@ -1,0 +1,287 @@
+//! `AppState`: the one cloneable handle every handler gets, and the in-memory snapshot the
+//! request path reads instead of the store. The snapshot (keys by digest, tenants, model
+//! routes) is rebuilt from the store when its change counter moves and swapped atomically;
+//! readers never lock and never query the database.
+
+use crate::error::ApiError;
+use arc_swap::ArcSwap;
+use flowgate_config::Config;
+use flowgate_providers::Upstream;
+use flowgate_store::{Store, StoreError, StoreSnapshot, Tenant};
+use flowgate_types::{KeyDigest, KeyHasher, KeyId, MasterKey, RequestIdGenerator, now_millis};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use tokio::sync::Mutex;
+
+/// Label of the master-key derivation for API-key digests.
+pub const KEY_HASH_LABEL: &str = "api-key-digest";
+
+/// A tenant as the request path needs it.
+#[derive(Debug)]
+pub struct TenantEntry {
+    pub tenant: Tenant,
+    /// `None` means every configured model.
+    allowed_models: Option<HashSet<String>>,
+}
+
+impl TenantEntry {
+    pub fn may_use(&self, model: &str) -> bool {
+        self.allowed_models
+            .as_ref()
+            .is_none_or(|allowed| allowed.contains(model))
+    }
+}
+
+#[derive(Debug)]
+struct KeyEntry {
+    digest: KeyDigest,
+    key_id: KeyId,
+    expires_at: Option<i64>,
+    tenant: Arc<TenantEntry>,
+}
+
+/// The authenticated caller of a data-plane request.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub tenant: Arc<TenantEntry>,
+    pub key_id: KeyId,
+}
+
+/// Everything the request path reads, built from one store snapshot.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub version: i64,
+    keys: HashMap<u64, Vec<KeyEntry>>,
+    tenants: HashMap<String, Arc<TenantEntry>>,
+}
+
+impl Snapshot {
+    fn build(stored: StoreSnapshot, now: i64) -> Self {
+        let tenants: HashMap<String, Arc<TenantEntry>> = stored
+            .tenants
+            .into_iter()
+            .map(|tenant| {
+                let allowed_models = (!tenant.allowed_models.is_empty())
+                    .then(|| tenant.allowed_models.iter().cloned().collect());
+                (
+                    tenant.id.as_str().to_owned(),
+                    Arc::new(TenantEntry {
+                        tenant,
+                        allowed_models,
+                    }),
+                )
+            })
+            .collect();
+        let mut keys: HashMap<u64, Vec<KeyEntry>> = HashMap::with_capacity(stored.keys.len());
+        for key in stored.keys {
+            if !key.is_live(now) {
+                continue;
+            }
+            let Some(tenant) = tenants.get(key.tenant_id.as_str()) else {
+                continue;
+            };
+            keys.entry(key.digest.bucket()).or_default().push(KeyEntry {
+                digest: key.digest,
+                key_id: key.id,
+                expires_at: key.expires_at,
+                tenant: Arc::clone(tenant),
+            });
+        }
+        Self {
+            version: stored.version,
+            keys,
+            tenants,
+        }
+    }
+
+    /// O(1) lookup by digest bucket, then a constant-time comparison of the whole digest.
+    pub fn authenticate(&self, digest: &KeyDigest, now: i64) -> Option<Principal> {
+        self.keys.get(&digest.bucket())?.iter().find_map(|entry| {
+            let live = entry.expires_at.is_none_or(|deadline| now < deadline);
+            (entry.digest.ct_eq(digest) && live).then(|| Principal {
+                tenant: Arc::clone(&entry.tenant),
+                key_id: entry.key_id.clone(),
+            })
+        })
+    }
+
+    pub fn tenant(&self, id: &str) -> Option<&Arc<TenantEntry>> {
+        self.tenants.get(id)
+    }
+}
+
+/// One route of a model: where to send it and under which upstream name.
+#[derive(Debug)]
+pub struct Route {
+    pub upstream: Arc<Upstream>,
+    pub upstream_model: String,
+    pub weight: Option<u32>,
+}
+
+/// The routes of one client-visible model, in order.
+#[derive(Debug)]
+pub struct ModelRoutes {
+    pub name: String,
+    pub routes: Vec<Route>,
+}
+
+/// The model table, built once from configuration.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    models: HashMap<String, Arc<ModelRoutes>>,
+    /// Model names in configuration order, for `GET /v1/models`.
+    order: Vec<String>,
+}
+
+impl RouteTable {
+    pub fn from_config(config: &Config) -> Result<Self, flowgate_providers::UpstreamError> {
+        let upstreams = config
+            .providers
+            .iter()
+            .map(|provider| Upstream::new(provider).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut table = Self::default();
+        for model in &config.models {
+            let routes = model
+                .routes
+                .iter()
+                .map(|route| Route {
+                    upstream: Arc::clone(&upstreams[route.provider]),
+                    upstream_model: route.upstream_model.clone(),
+                    weight: route.weight,
+                })
+                .collect();
+            table.order.push(model.name.clone());
+            table.models.insert(
+                model.name.clone(),
+                Arc::new(ModelRoutes {
+                    name: model.name.clone(),
+                    routes,
+                }),
+            );
+        }
+        Ok(table)
+    }
+
+    pub fn get(&self, model: &str) -> Option<&Arc<ModelRoutes>> {
+        self.models.get(model)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.order.iter().map(String::as_str)
+    }
+}
+
+/// Shared state of one gateway process.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: Arc<Config>,
+    store: Arc<dyn Store>,
+    snapshot: ArcSwap<Snapshot>,
+    routes: RouteTable,
+    key_hasher: KeyHasher,
+    admin_digest: KeyDigest,
+    request_ids: RequestIdGenerator,
+    /// Serialises reloads so two refreshes never race to install an older snapshot.
+    reload: Mutex<()>,
+}
+
+impl AppState {
+    /// Builds the state and loads the first snapshot. `admin_key` and `master_key` are the
+    /// resolved secrets (generated ones in development).
+    pub async fn new(
+        config: Arc<Config>,
+        store: Arc<dyn Store>,
+        master_key: &MasterKey,
+        admin_key: &str,
+    ) -> Result<Self, StartError> {
+        let routes = RouteTable::from_config(&config)
+            .map_err(|err| StartError::Providers(err.to_string()))?;
+        let key_hasher = KeyHasher::new(&master_key.derive(KEY_HASH_LABEL));
+        let admin_digest = key_hasher.digest(admin_key);
+        let stored = store.load_snapshot().await.map_err(StartError::Store)?;
+        let state = Self {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                snapshot: ArcSwap::from_pointee(Snapshot::build(stored, now_millis())),
+                routes,
+                key_hasher,
+                admin_digest,
+                request_ids: RequestIdGenerator::new(),
+                reload: Mutex::new(()),
+            }),
+        };
+        Ok(state)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    pub fn snapshot(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.inner.snapshot.load()
+    }
+
+    pub fn routes(&self) -> &RouteTable {
+        &self.inner.routes
+    }
+
+    pub fn key_hasher(&self) -> &KeyHasher {
+        &self.inner.key_hasher
+    }
+
+    pub fn is_admin_key(&self, digest: &KeyDigest) -> bool {
+        self.inner.admin_digest.ct_eq(digest)
+    }
+
+    pub fn next_request_id(&self) -> flowgate_types::RequestId {
+        self.inner.request_ids.next_id()
+    }
+
+    /// Reloads the snapshot if the store's change counter moved (or unconditionally with
+    /// `force`). Called by the refresh task and right after this node's own admin changes.
+    pub async fn refresh(&self, force: bool) -> Result<bool, StoreError> {
+        let _guard = self.inner.reload.lock().await;
+        if !force {
+            let version = self.inner.store.change_version().await?;
+            if version == self.inner.snapshot.load().version {
+                // Expiry deadlines still need applying; rebuild only when one has passed.
+                return Ok(false);
+            }
+        }
+        let stored = self.inner.store.load_snapshot().await?;
+        self.inner
+            .snapshot
+            .store(Arc::new(Snapshot::build(stored, now_millis())));
+        Ok(true)
+    }
+
+    /// Like `refresh(true)` but maps failure to an API error, for admin handlers.
+    pub async fn refresh_after_change(&self) -> Result<(), ApiError> {
+        self.refresh(true).await.map(|_| ()).map_err(ApiError::from)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("provider setup failed: {0}")]
+    Providers(String),
+    #[error(transparent)]
+    Store(StoreError),
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}

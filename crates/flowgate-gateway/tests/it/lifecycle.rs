@@ -1,0 +1,117 @@
+//! Health, readiness, graceful shutdown, and what the database holds.
+
+use crate::{chat_body, setup};
+use flowgate_test_support::client::next_chunk;
+use flowgate_test_support::{Behaviour, TestClient};
+use http::{Method, StatusCode};
+use std::time::Duration;
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let (_upstream, gateway) = setup().await;
+    let client = TestClient::new();
+    for base in [&gateway.base_url, &gateway.internal_url] {
+        let live = client
+            .call(Method::GET, &format!("{base}/health"), &[], "")
+            .await;
+        assert_eq!(live.status, StatusCode::OK);
+        assert_eq!(live.json()["status"], "OK");
+        assert!(live.json()["version"].is_string());
+    }
+    let ready = client
+        .call(Method::GET, &gateway.url("/health/ready"), &[], "")
+        .await;
+    assert_eq!(ready.status, StatusCode::OK);
+    assert!(ready.header("x-request-id").is_some());
+    gateway.store.close().await;
+    let ready = client
+        .call(Method::GET, &gateway.url("/health/ready"), &[], "")
+        .await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.json()["failing"][0], "store");
+    // Serving from memory goes on without the store.
+    let served = client
+        .post_json(
+            &gateway.url("/v1/chat/completions"),
+            &gateway.tenant_key,
+            &chat_body(false),
+        )
+        .await;
+    assert_eq!(served.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_in_flight_streams_and_refuses_new_connections() {
+    let (upstream, mut gateway) = setup().await;
+    upstream.push(Behaviour::Normal {
+        chunk_delay: Duration::from_millis(100),
+    });
+    let authorization = format!("Bearer {}", gateway.tenant_key);
+    let client = TestClient::new();
+    let response = client
+        .send(
+            Method::POST,
+            &gateway.url("/v1/chat/completions"),
+            &[("authorization", &authorization)],
+            chat_body(true).to_string(),
+        )
+        .await;
+    let mut body = response.into_body();
+    assert!(next_chunk(&mut body).await.is_some());
+    let reader = tokio::spawn(async move {
+        let mut text = String::new();
+        while let Some(Ok(chunk)) = next_chunk(&mut body).await {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        text
+    });
+    let base = gateway.base_url.clone();
+    let drained = gateway.shutdown().await;
+    assert!(
+        drained,
+        "in-flight stream should finish within the grace period"
+    );
+    let text = reader.await.unwrap_or_default();
+    assert!(
+        text.ends_with("data: [DONE]\n\n"),
+        "stream cut during shutdown: {text}"
+    );
+    let refused = tokio::net::TcpStream::connect(base.trim_start_matches("http://")).await;
+    assert!(refused.is_err(), "listener still accepting after shutdown");
+}
+
+#[tokio::test]
+async fn the_database_never_holds_a_key() {
+    let (_upstream, gateway) = setup().await;
+    let client = TestClient::new();
+    let created = client
+        .post_json(
+            &gateway.url("/v1/tenants"),
+            &gateway.admin_key,
+            &serde_json::json!({"name": "secretive"}),
+        )
+        .await;
+    let key = created.json()["api_key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(key.len() > 40);
+    let mut haystack = Vec::new();
+    for entry in std::fs::read_dir(gateway.data_dir()).unwrap_or_else(|err| panic!("{err}")) {
+        let path = entry.unwrap_or_else(|err| panic!("{err}")).path();
+        haystack.extend(std::fs::read(&path).unwrap_or_default());
+    }
+    assert!(!haystack.is_empty());
+    for secret in [&key, &gateway.tenant_key, &gateway.admin_key] {
+        let needle = secret.as_bytes();
+        assert!(
+            !haystack
+                .windows(needle.len())
+                .any(|window| window == needle),
+            "a key was found in the database files"
+        );
+        // Not even its random part.
+        let body = &needle[8..40];
+        assert!(!haystack.windows(body.len()).any(|window| window == body));
+    }
+}

@@ -1,0 +1,502 @@
+//! `SqlStore`: the `Store` implementation for SQLite and PostgreSQL, one SQL text for both
+//! through sqlx's `Any` driver (`$N` placeholders, BIGINT for integers and flags, TEXT for
+//! ids, digests and JSON). Connection setup is the only backend-specific code: WAL and a busy
+//! timeout for SQLite, an optional `search_path` for PostgreSQL (used by tests to isolate
+//! themselves in a schema).
+
+use crate::migrate::{self, MigrationReport};
+use crate::model::*;
+use crate::{Store, StoreError};
+use async_trait::async_trait;
+use flowgate_types::{KeyDigest, KeyId, TenantId};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// `sqlite://path` or `postgres://…`.
+    pub url: String,
+    pub max_connections: u32,
+    /// PostgreSQL only: the schema to use (created if missing).
+    pub schema: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+fn query_error(operation: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+    move |source| match &source {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict {
+            entity: operation,
+            value: String::new(),
+        },
+        _ => StoreError::Query { operation, source },
+    }
+}
+
+impl SqlStore {
+    /// Connects (creating the SQLite file and its folder if needed). Does not migrate.
+    pub async fn connect(options: &StoreOptions) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if let Some(path) = options.url.strip_prefix("sqlite://") {
+            let file = path.split('?').next().unwrap_or(path);
+            if let Some(parent) = std::path::Path::new(file).parent()
+                && !parent.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(parent).map_err(|err| StoreError::Connect {
+                    source: sqlx::Error::Io(err),
+                })?;
+            }
+            let url = if options.url.contains('?') {
+                options.url.clone()
+            } else {
+                format!("{}?mode=rwc", options.url)
+            };
+            (Backend::Sqlite, url)
+        } else {
+            (Backend::Postgres, options.url.clone())
+        };
+        if let (Backend::Postgres, Some(schema)) = (backend, &options.schema) {
+            let bootstrap = AnyPoolOptions::new()
+                .max_connections(1)
+                .connect(&url)
+                .await
+                .map_err(|source| StoreError::Connect { source })?;
+            bootstrap
+                .execute(AssertSqlSafe(format!(
+                    "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
+                )))
+                .await
+                .map_err(|source| StoreError::Connect { source })?;
+            bootstrap.close().await;
+        }
+        let schema = options.schema.clone();
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite {
+                options.max_connections.clamp(1, 4)
+            } else {
+                options.max_connections
+            })
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |connection, _meta| {
+                let schema = schema.clone();
+                Box::pin(async move {
+                    match backend {
+                        Backend::Sqlite => {
+                            connection
+                                .execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000; PRAGMA foreign_keys=ON;")
+                                .await?;
+                        }
+                        Backend::Postgres => {
+                            if let Some(schema) = schema {
+                                connection
+                                    .execute(AssertSqlSafe(format!("SET search_path TO \"{schema}\"")))
+                                    .await?;
+                            }
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .map_err(|source| StoreError::Connect { source })?;
+        Ok(Self { pool, backend })
+    }
+}
+
+fn tenant_from_row(row: &AnyRow) -> Result<Tenant, StoreError> {
+    let get_error = query_error("read tenant");
+    let allowed: String = row.try_get("allowed_models").map_err(&get_error)?;
+    let allowed_models = serde_json::from_str(&allowed).map_err(|err| StoreError::Corrupt {
+        field: "tenants.allowed_models",
+        detail: err.to_string(),
+    })?;
+    let optional_u32 = |column: &str| -> Result<Option<u32>, StoreError> {
+        let value: Option<i64> = row.try_get(column).map_err(&get_error)?;
+        Ok(value.and_then(|value| u32::try_from(value).ok()))
+    };
+    let tokens: Option<i64> = row.try_get("max_tokens_per_minute").map_err(&get_error)?;
+    Ok(Tenant {
+        id: TenantId::new(row.try_get::<String, _>("id").map_err(&get_error)?),
+        name: row.try_get("name").map_err(&get_error)?,
+        rules_preset: row.try_get("rules_preset").map_err(&get_error)?,
+        max_requests_per_minute: optional_u32("max_requests_per_minute")?,
+        max_tokens_per_minute: tokens.and_then(|value| u64::try_from(value).ok()),
+        max_concurrent_requests: optional_u32("max_concurrent_requests")?,
+        allowed_models,
+        created_at: row.try_get("created_at").map_err(&get_error)?,
+        updated_at: row.try_get("updated_at").map_err(&get_error)?,
+    })
+}
+
+fn key_from_row(row: &AnyRow) -> Result<KeyRecord, StoreError> {
+    let get_error = query_error("read key");
+    let digest: String = row.try_get("digest").map_err(&get_error)?;
+    Ok(KeyRecord {
+        id: KeyId::new(row.try_get::<String, _>("id").map_err(&get_error)?),
+        tenant_id: TenantId::new(row.try_get::<String, _>("tenant_id").map_err(&get_error)?),
+        digest: KeyDigest::from_hex(&digest).ok_or_else(|| StoreError::Corrupt {
+            field: "api_keys.digest",
+            detail: "not a 64-digit hex digest".into(),
+        })?,
+        prefix: row.try_get("prefix").map_err(&get_error)?,
+        created_at: row.try_get("created_at").map_err(&get_error)?,
+        expires_at: row.try_get("expires_at").map_err(&get_error)?,
+        revoked_at: row.try_get("revoked_at").map_err(&get_error)?,
+    })
+}
+
+const TENANT_COLUMNS: &str = "SELECT id, name, rules_preset, max_requests_per_minute, max_tokens_per_minute, max_concurrent_requests, allowed_models, created_at, updated_at FROM tenants";
+const KEY_COLUMNS: &str =
+    "SELECT id, tenant_id, digest, prefix, created_at, expires_at, revoked_at FROM api_keys";
+const BUMP_VERSION: &str = "UPDATE flowgate_state SET version = version + 1 WHERE id = 1";
+
+fn opt_i64<T: TryInto<i64>>(value: Option<T>) -> Option<i64> {
+    value.and_then(|value| value.try_into().ok())
+}
+
+fn models_json(models: &[String]) -> String {
+    serde_json::to_string(models).unwrap_or_else(|_| "[]".to_owned())
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(query_error("ping"))?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn migrate(&self) -> Result<MigrationReport, StoreError> {
+        match self.backend {
+            Backend::Sqlite => migrate::run(&self.pool, migrate::SQLITE).await,
+            Backend::Postgres => migrate::run(&self.pool, migrate::POSTGRES).await,
+        }
+    }
+
+    async fn create_tenant(
+        &self,
+        tenant: &NewTenant,
+        first_key: &NewKey,
+    ) -> Result<Tenant, StoreError> {
+        let error = query_error("create tenant");
+        let mut transaction = self.pool.begin().await.map_err(&error)?;
+        let inserted = sqlx::query(
+            "INSERT INTO tenants (id, name, rules_preset, max_requests_per_minute, max_tokens_per_minute, max_concurrent_requests, allowed_models, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+        )
+        .bind(tenant.id.as_str())
+        .bind(&tenant.name)
+        .bind(&tenant.rules_preset)
+        .bind(opt_i64(tenant.max_requests_per_minute))
+        .bind(opt_i64(tenant.max_tokens_per_minute))
+        .bind(opt_i64(tenant.max_concurrent_requests))
+        .bind(models_json(&tenant.allowed_models))
+        .bind(tenant.created_at)
+        .execute(&mut *transaction)
+        .await;
+        if let Err(err) = inserted {
+            return Err(match error(err) {
+                StoreError::Conflict { .. } => StoreError::Conflict {
+                    entity: "tenant",
+                    value: tenant.name.clone(),
+                },
+                other => other,
+            });
+        }
+        insert_key(&mut transaction, first_key).await?;
+        sqlx::query(BUMP_VERSION)
+            .execute(&mut *transaction)
+            .await
+            .map_err(&error)?;
+        transaction.commit().await.map_err(&error)?;
+        Ok(Tenant {
+            id: tenant.id.clone(),
+            name: tenant.name.clone(),
+            rules_preset: tenant.rules_preset.clone(),
+            max_requests_per_minute: tenant.max_requests_per_minute,
+            max_tokens_per_minute: tenant.max_tokens_per_minute,
+            max_concurrent_requests: tenant.max_concurrent_requests,
+            allowed_models: tenant.allowed_models.clone(),
+            created_at: tenant.created_at,
+            updated_at: tenant.created_at,
+        })
+    }
+
+    async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!("{TENANT_COLUMNS} WHERE id = $1")))
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_error("get tenant"))?;
+        row.as_ref().map(tenant_from_row).transpose()
+    }
+
+    async fn find_tenant_by_name(&self, name: &str) -> Result<Option<Tenant>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!("{TENANT_COLUMNS} WHERE name = $1")))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(query_error("find tenant"))?;
+        row.as_ref().map(tenant_from_row).transpose()
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "{TENANT_COLUMNS} ORDER BY created_at, id"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_error("list tenants"))?;
+        rows.iter().map(tenant_from_row).collect()
+    }
+
+    async fn update_tenant(
+        &self,
+        id: &TenantId,
+        patch: &TenantPatch,
+        now: i64,
+    ) -> Result<Option<Tenant>, StoreError> {
+        let error = query_error("update tenant");
+        let mut transaction = self.pool.begin().await.map_err(&error)?;
+        let row = sqlx::query(AssertSqlSafe(format!("{TENANT_COLUMNS} WHERE id = $1")))
+            .bind(id.as_str())
+            .fetch_optional(&mut *transaction)
+            .await
+            .map_err(&error)?;
+        let Some(row) = row else { return Ok(None) };
+        let mut tenant = tenant_from_row(&row)?;
+        if let Some(name) = &patch.name {
+            tenant.name.clone_from(name);
+        }
+        if let Some(preset) = &patch.rules_preset {
+            tenant.rules_preset.clone_from(preset);
+        }
+        if let Some(value) = patch.max_requests_per_minute {
+            tenant.max_requests_per_minute = value;
+        }
+        if let Some(value) = patch.max_tokens_per_minute {
+            tenant.max_tokens_per_minute = value;
+        }
+        if let Some(value) = patch.max_concurrent_requests {
+            tenant.max_concurrent_requests = value;
+        }
+        if let Some(models) = &patch.allowed_models {
+            tenant.allowed_models.clone_from(models);
+        }
+        tenant.updated_at = now;
+        let updated = sqlx::query(
+            "UPDATE tenants SET name = $2, rules_preset = $3, max_requests_per_minute = $4, max_tokens_per_minute = $5, max_concurrent_requests = $6, allowed_models = $7, updated_at = $8 WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .bind(&tenant.name)
+        .bind(&tenant.rules_preset)
+        .bind(opt_i64(tenant.max_requests_per_minute))
+        .bind(opt_i64(tenant.max_tokens_per_minute))
+        .bind(opt_i64(tenant.max_concurrent_requests))
+        .bind(models_json(&tenant.allowed_models))
+        .bind(now)
+        .execute(&mut *transaction)
+        .await;
+        if let Err(err) = updated {
+            return Err(match error(err) {
+                StoreError::Conflict { .. } => StoreError::Conflict {
+                    entity: "tenant",
+                    value: tenant.name.clone(),
+                },
+                other => other,
+            });
+        }
+        sqlx::query(BUMP_VERSION)
+            .execute(&mut *transaction)
+            .await
+            .map_err(&error)?;
+        transaction.commit().await.map_err(&error)?;
+        Ok(Some(tenant))
+    }
+
+    async fn delete_tenant(&self, id: &TenantId) -> Result<bool, StoreError> {
+        let error = query_error("delete tenant");
+        let mut transaction = self.pool.begin().await.map_err(&error)?;
+        sqlx::query("DELETE FROM api_keys WHERE tenant_id = $1")
+            .bind(id.as_str())
+            .execute(&mut *transaction)
+            .await
+            .map_err(&error)?;
+        let deleted = sqlx::query("DELETE FROM tenants WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&mut *transaction)
+            .await
+            .map_err(&error)?
+            .rows_affected();
+        sqlx::query(BUMP_VERSION)
+            .execute(&mut *transaction)
+            .await
+            .map_err(&error)?;
+        transaction.commit().await.map_err(&error)?;
+        Ok(deleted > 0)
+    }
+
+    async fn create_key(&self, key: &NewKey) -> Result<KeyRecord, StoreError> {
+        let error = query_error("create key");
+        let mut transaction = self.pool.begin().await.map_err(&error)?;
+        let exists = sqlx::query("SELECT id FROM tenants WHERE id = $1")
+            .bind(key.tenant_id.as_str())
+            .fetch_optional(&mut *transaction)
+            .await
+            .map_err(&error)?;
+        if exists.is_none() {
+            return Err(StoreError::Corrupt {
+                field: "api_keys.tenant_id",
+                detail: format!("tenant {} does not exist", key.tenant_id),
+            });
+        }
+        insert_key(&mut transaction, key).await?;
+        sqlx::query(BUMP_VERSION)
+            .execute(&mut *transaction)
+            .await
+            .map_err(&error)?;
+        transaction.commit().await.map_err(&error)?;
+        Ok(KeyRecord {
+            id: key.id.clone(),
+            tenant_id: key.tenant_id.clone(),
+            digest: key.digest,
+            prefix: key.prefix.clone(),
+            created_at: key.created_at,
+            expires_at: None,
+            revoked_at: None,
+        })
+    }
+
+    async fn list_keys(&self, tenant: &TenantId) -> Result<Vec<KeyRecord>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "{KEY_COLUMNS} WHERE tenant_id = $1 ORDER BY created_at, id"
+        )))
+        .bind(tenant.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query_error("list keys"))?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    async fn revoke_key(
+        &self,
+        tenant: &TenantId,
+        key: &KeyId,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let error = query_error("revoke key");
+        let mut transaction = self.pool.begin().await.map_err(&error)?;
+        let changed = sqlx::query("UPDATE api_keys SET revoked_at = $3 WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL")
+            .bind(tenant.as_str())
+            .bind(key.as_str())
+            .bind(now)
+            .execute(&mut *transaction)
+            .await
+            .map_err(&error)?
+            .rows_affected();
+        sqlx::query(BUMP_VERSION)
+            .execute(&mut *transaction)
+            .await
+            .map_err(&error)?;
+        transaction.commit().await.map_err(&error)?;
+        Ok(changed > 0)
+    }
+
+    async fn expire_keys_except(
+        &self,
+        tenant: &TenantId,
+        keep: &KeyId,
+        expires_at: i64,
+    ) -> Result<u64, StoreError> {
+        let error = query_error("expire keys");
+        let mut transaction = self.pool.begin().await.map_err(&error)?;
+        let changed = sqlx::query(
+            "UPDATE api_keys SET expires_at = $3 WHERE tenant_id = $1 AND id <> $2 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $3)",
+        )
+        .bind(tenant.as_str())
+        .bind(keep.as_str())
+        .bind(expires_at)
+        .execute(&mut *transaction)
+        .await
+        .map_err(&error)?
+        .rows_affected();
+        sqlx::query(BUMP_VERSION)
+            .execute(&mut *transaction)
+            .await
+            .map_err(&error)?;
+        transaction.commit().await.map_err(&error)?;
+        Ok(changed)
+    }
+
+    async fn change_version(&self) -> Result<i64, StoreError> {
+        sqlx::query("SELECT version FROM flowgate_state WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .and_then(|row| row.try_get("version"))
+            .map_err(query_error("change version"))
+    }
+
+    async fn load_snapshot(&self) -> Result<StoreSnapshot, StoreError> {
+        let error = query_error("load snapshot");
+        let mut transaction = self.pool.begin().await.map_err(&error)?;
+        let version: i64 = sqlx::query("SELECT version FROM flowgate_state WHERE id = 1")
+            .fetch_one(&mut *transaction)
+            .await
+            .and_then(|row| row.try_get("version"))
+            .map_err(&error)?;
+        let tenants = sqlx::query(TENANT_COLUMNS)
+            .fetch_all(&mut *transaction)
+            .await
+            .map_err(&error)?
+            .iter()
+            .map(tenant_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let keys = sqlx::query(KEY_COLUMNS)
+            .fetch_all(&mut *transaction)
+            .await
+            .map_err(&error)?
+            .iter()
+            .map(key_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        transaction.commit().await.map_err(&error)?;
+        Ok(StoreSnapshot {
+            version,
+            tenants,
+            keys,
+        })
+    }
+}
+
+async fn insert_key(
+    transaction: &mut sqlx::Transaction<'_, sqlx::Any>,
+    key: &NewKey,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO api_keys (id, tenant_id, digest, prefix, created_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(key.id.as_str())
+        .bind(key.tenant_id.as_str())
+        .bind(key.digest.to_hex())
+        .bind(&key.prefix)
+        .bind(key.created_at)
+        .execute(&mut **transaction)
+        .await
+        .map_err(query_error("insert key"))?;
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! `TestClient`: a small HTTP/1.1 client over hyper for tests, with whole-body and streaming
+//! reads. Plain HTTP to loopback only.
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+#[derive(Debug, Clone)]
+pub struct TestClient {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// A whole response.
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl TestResponse {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|err| {
+            panic!(
+                "body is not JSON ({err}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+}
+
+impl Default for TestClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestClient {
+    pub fn new() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        Self {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        }
+    }
+
+    /// Sends a request and returns the response with its body still streaming.
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> http::Response<Incoming> {
+        let mut builder = Request::builder().method(method).uri(url);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder
+            .body(Full::new(body.into()))
+            .unwrap_or_else(|err| panic!("building request: {err}"));
+        self.client
+            .request(request)
+            .await
+            .unwrap_or_else(|err| panic!("request to {url} failed: {err}"))
+    }
+
+    /// Sends a request and reads the whole body.
+    pub async fn call(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> TestResponse {
+        let response = self.send(method, url, headers, body).await;
+        let (parts, incoming) = response.into_parts();
+        let body = incoming
+            .collect()
+            .await
+            .map(|collected| collected.to_bytes())
+            .unwrap_or_else(|err| panic!("reading body from {url}: {err}"));
+        TestResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    pub async fn post_json(&self, url: &str, key: &str, body: &serde_json::Value) -> TestResponse {
+        let authorization = format!("Bearer {key}");
+        self.call(
+            Method::POST,
+            url,
+            &[
+                ("authorization", &authorization),
+                ("content-type", "application/json"),
+            ],
+            body.to_string(),
+        )
+        .await
+    }
+
+    pub async fn get(&self, url: &str, key: &str) -> TestResponse {
+        let authorization = format!("Bearer {key}");
+        self.call(
+            Method::GET,
+            url,
+            &[("authorization", &authorization)],
+            Bytes::new(),
+        )
+        .await
+    }
+}
+
+/// Reads the next data frame of a streaming body (None at the end or on error).
+pub async fn next_chunk(body: &mut Incoming) -> Option<Result<Bytes, hyper::Error>> {
+    loop {
+        match body.frame().await? {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data() {
+                    return Some(Ok(data));
+                }
+            }
+            Err(err) => return Some(Err(err)),
+        }
+    }
+}
