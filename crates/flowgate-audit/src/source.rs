@@ -220,7 +220,17 @@ pub async fn anchor_at<S: AuditSource>(
         return Err(ProofError::NotEnoughLeaves { size, available }.into());
     }
     let current = source.read_anchor().await.map_err(ProveError::Source)?;
-    let (mut frontier, mut last_time_ms) = match current {
+    extend_anchor(source, current, size).await
+}
+
+/// Extends `start` (or the empty log) to the anchor at `size`, which the caller checked is
+/// at most the stored record count.
+async fn extend_anchor<S: AuditSource>(
+    source: &S,
+    start: Option<LogAnchor>,
+    size: u64,
+) -> Result<LogAnchor, ProveError<S::Error>> {
+    let (mut frontier, mut last_time_ms) = match start {
         Some(anchor) if anchor.size <= size => (
             Frontier::from_parts(anchor.size, anchor.frontier).map_err(|_| {
                 ProofError::NotEnoughLeaves {
@@ -273,20 +283,38 @@ pub async fn anchor_at<S: AuditSource>(
     })
 }
 
-/// Rebuilds the appender state of a stored log at start-up (when no saved
-/// [`AppenderState`] is at hand): the frontier from the stored leaf hashes (O(n) hash reads
-/// from the retention anchor on), the last record's time, and the newest checkpoint that
-/// opens with `verifiers` (the node's own key). `now_ms` restarts the checkpoint timer.
+/// Rebuilds the appender state of a stored log at start-up: the frontier from the stored
+/// leaf hashes, the last record's time, and the newest checkpoint that opens with
+/// `verifiers` (the node's own key). `now_ms` restarts the checkpoint timer.
+///
+/// `hint` is an [`AppenderState`] persisted earlier (for example with each checkpoint): when
+/// it is not beyond the stored log, only the leaves after it are read, so a restart costs
+/// O(records since the hint) instead of O(log size). Records the hint covers are trusted
+/// (`audit verify` checks them).
 ///
 /// # Errors
 /// A store failure.
 pub async fn rebuild_appender_state<S: AuditSource>(
     source: &S,
     verifiers: &[NoteVerifier],
+    hint: Option<AppenderState>,
     now_ms: u64,
 ) -> Result<AppenderState, ProveError<S::Error>> {
     let size = source.record_count().await.map_err(ProveError::Source)?;
-    let anchor = anchor_at(source, size).await?;
+    let start = match hint {
+        Some(hint)
+            if hint.size <= size
+                && Frontier::from_parts(hint.size, hint.frontier.clone()).is_ok() =>
+        {
+            Some(LogAnchor {
+                size: hint.size,
+                frontier: hint.frontier,
+                last_time_ms: hint.last_time_ms,
+            })
+        }
+        _ => source.read_anchor().await.map_err(ProveError::Source)?,
+    };
+    let anchor = extend_anchor(source, start, size).await?;
     let mut notes = Vec::new();
     source
         .read_checkpoints(&mut notes)

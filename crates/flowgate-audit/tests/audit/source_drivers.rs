@@ -255,16 +255,31 @@ fn export_from_store_verifies_as_a_file() {
 fn appender_state_rebuilt_from_the_store_continues_the_log() {
     let (log, appender) = build_log(95);
     let store = MemoryStore::new(log);
+    let expected = appender.state();
+    let (_, partial_appender) = build_log(60);
+    for hint in [None, Some(partial_appender.state())] {
+        let state = run(flowgate_audit::source::rebuild_appender_state(
+            &store,
+            &[signer().verifier()],
+            hint,
+            5,
+        ))
+        .expect("rebuilt");
+        assert_eq!(state.size, expected.size);
+        assert_eq!(state.frontier, expected.frontier);
+        assert_eq!(state.last_time_ms, expected.last_time_ms);
+        assert_eq!(state.last_checkpoint_size, 95);
+        assert_eq!(state.last_checkpoint_ms, 5);
+    }
+    // The hint is trusted, not re-read: a wrong one shows in the result (verify catches it).
+    let mut wrong = partial_appender.state();
+    wrong.frontier[0] = [1; 32];
     let state = run(flowgate_audit::source::rebuild_appender_state(
         &store,
         &[signer().verifier()],
+        Some(wrong),
         5,
     ))
     .expect("rebuilt");
-    let expected = appender.state();
-    assert_eq!(state.size, expected.size);
-    assert_eq!(state.frontier, expected.frontier);
-    assert_eq!(state.last_time_ms, expected.last_time_ms);
-    assert_eq!(state.last_checkpoint_size, 95);
-    assert_eq!(state.last_checkpoint_ms, 5);
+    assert_ne!(state.frontier, expected.frontier);
 }
