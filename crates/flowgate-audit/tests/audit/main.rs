@@ -3,6 +3,7 @@
 
 mod export_files;
 mod merkle_vectors;
+mod robustness;
 mod source_drivers;
 mod support;
 mod tamper;
