@@ -9,7 +9,7 @@
 //! Leaves out the write queue, group commit, spooling and storage.
 
 use crate::checkpoint::{self, Checkpoint, CheckpointPolicy, SignedCheckpoint};
-use crate::merkle::{Frontier, FrontierError, Hash, leaf_hash};
+use crate::merkle::{Frontier, FrontierError, Hash, SubtreeRoot, leaf_hash};
 use crate::note::{NoteSigner, NoteVerifier};
 use crate::record::AuditRecord;
 
@@ -72,7 +72,16 @@ pub struct Appended {
     pub time_ms: u64,
     /// A checkpoint covering this record, when the policy made one due.
     pub checkpoint: Option<SignedCheckpoint>,
+    /// Perfect subtrees of at least [`CACHED_SUBTREE_MIN_LEVEL`] levels this record
+    /// completed (one every 256 records on average, empty otherwise, no allocation then).
+    /// Store them to make proof generation O(log n) reads
+    /// ([`crate::source::AuditSource::read_subtree_root`]).
+    pub subtrees: Vec<SubtreeRoot>,
 }
+
+/// Smallest subtree height the appender reports for caching: 2^8 = 256 leaves, so a proof
+/// reads at most a few hundred leaf hashes per level besides the cached roots.
+pub const CACHED_SUBTREE_MIN_LEVEL: u8 = 8;
 
 /// The append-only log state of one node.
 #[derive(Debug)]
@@ -189,7 +198,12 @@ impl LogAppender {
         record.write_canonical(time_ms, &mut canonical);
         let leaf = leaf_hash(&canonical);
         let index = self.frontier.size();
-        self.frontier.push(leaf);
+        let mut subtrees = Vec::new();
+        self.frontier.push_reporting(leaf, |subtree| {
+            if subtree.level >= CACHED_SUBTREE_MIN_LEVEL {
+                subtrees.push(subtree);
+            }
+        });
         self.last_time_ms = time_ms;
         let checkpoint = self.tick(now_ms);
         Appended {
@@ -198,6 +212,7 @@ impl LogAppender {
             canonical,
             time_ms,
             checkpoint,
+            subtrees,
         }
     }
 

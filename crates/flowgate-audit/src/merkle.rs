@@ -106,6 +106,41 @@ pub struct Frontier {
     hashes: Vec<Hash>,
 }
 
+/// The root of a perfect, aligned subtree: leaves `index << level .. (index + 1) << level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubtreeRoot {
+    /// Height of the subtree (it covers `2^level` leaves).
+    pub level: u8,
+    /// Position among subtrees of that height.
+    pub index: u64,
+    /// The subtree's root hash.
+    pub hash: Hash,
+}
+
+/// Splits `start..end` into perfect aligned subtrees, largest first, if the range is a node
+/// of the RFC 6962 tree shape (sizes strictly decreasing); `None` otherwise. The range's root
+/// is then the right fold of the pieces' roots, like a frontier.
+#[must_use]
+pub fn perfect_pieces(start: u64, end: u64) -> Option<Vec<(u8, u64)>> {
+    let mut pieces = Vec::with_capacity(8);
+    let mut position = start;
+    let mut previous_level = u32::MAX;
+    while position < end {
+        let remaining = end - position;
+        let mut level = 63 - remaining.leading_zeros();
+        if position != 0 {
+            level = level.min(position.trailing_zeros());
+        }
+        if level >= previous_level {
+            return None;
+        }
+        pieces.push((u8::try_from(level).ok()?, position >> level));
+        position += 1 << level;
+        previous_level = level;
+    }
+    Some(pieces)
+}
+
 /// A saved frontier did not match its size.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("a frontier for size {size} needs {expected} hashes, got {got}")]
@@ -154,9 +189,18 @@ impl Frontier {
     }
 
     /// Appends one leaf hash (already computed with [`leaf_hash`]).
+    #[inline]
     pub fn push(&mut self, leaf: Hash) {
+        self.push_reporting(leaf, |_| {});
+    }
+
+    /// Appends one leaf hash and reports every perfect subtree of height one or more that
+    /// this leaf completes (lowest first), so a store can cache them for fast proofs.
+    pub fn push_reporting(&mut self, leaf: Hash, mut completed: impl FnMut(SubtreeRoot)) {
         let mut carry = leaf;
         let mut size = self.size;
+        let new_size = self.size + 1;
+        let mut level = 0u8;
         // Every trailing set bit of the old size is a subtree of the same height as the
         // carry: merge them, exactly like binary increment.
         while size & 1 == 1 {
@@ -164,9 +208,15 @@ impl Frontier {
             let Some(left) = self.hashes.pop() else { break };
             carry = node_hash(&left, &carry);
             size >>= 1;
+            level += 1;
+            completed(SubtreeRoot {
+                level,
+                index: (new_size >> level) - 1,
+                hash: carry,
+            });
         }
         self.hashes.push(carry);
-        self.size += 1;
+        self.size = new_size;
     }
 
     /// Root hash of the current tree (`EMPTY_ROOT` when empty).
@@ -713,6 +763,71 @@ mod tests {
                 "size {}",
                 i + 1
             );
+        }
+    }
+
+    #[test]
+    fn push_reports_completed_subtrees() {
+        let all = leaves(16);
+        let mut frontier = Frontier::new();
+        let mut reported = Vec::new();
+        for leaf in &all {
+            frontier.push_reporting(*leaf, |subtree| reported.push(subtree));
+        }
+        assert_eq!(reported.len(), 15, "8 + 4 + 2 + 1 interior nodes");
+        for subtree in reported {
+            let start = (subtree.index << subtree.level) as usize;
+            let end = ((subtree.index + 1) << subtree.level) as usize;
+            assert_eq!(
+                subtree.hash,
+                reference_root(&all[start..end]),
+                "{subtree:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn perfect_pieces_follow_the_tree_shape() {
+        assert_eq!(perfect_pieces(0, 13), Some(vec![(3, 0), (2, 2), (0, 12)]));
+        assert_eq!(perfect_pieces(8, 13), Some(vec![(2, 2), (0, 12)]));
+        assert_eq!(perfect_pieces(16, 32), Some(vec![(4, 1)]));
+        assert_eq!(perfect_pieces(3, 9), None);
+        assert_eq!(perfect_pieces(5, 5), Some(vec![]));
+        let all = leaves(40);
+        for start in 0..40u64 {
+            for end in start + 1..=40 {
+                if let Some(pieces) = perfect_pieces(start, end) {
+                    let roots: Vec<Hash> = pieces
+                        .iter()
+                        .map(|&(level, index)| {
+                            let from = (index << level) as usize;
+                            reference_root(&all[from..from + (1usize << level)])
+                        })
+                        .collect();
+                    let folded = roots
+                        .iter()
+                        .rev()
+                        .copied()
+                        .reduce(|acc, left| node_hash(&left, &acc));
+                    assert_eq!(
+                        folded,
+                        Some(reference_root(&all[start as usize..end as usize]))
+                    );
+                }
+            }
+        }
+        // Every range a proof asks for has the tree shape.
+        for size in 1..=40u64 {
+            for index in 0..size {
+                for (start, end) in inclusion_proof_ranges(index, size).unwrap_or_default() {
+                    assert!(perfect_pieces(start, end).is_some(), "{start}..{end}");
+                }
+            }
+            for size1 in 1..size {
+                for (start, end) in consistency_proof_ranges(size1, size).unwrap_or_default() {
+                    assert!(perfect_pieces(start, end).is_some(), "{start}..{end}");
+                }
+            }
         }
     }
 

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use flowgate_audit::checkpoint;
@@ -12,16 +13,25 @@ use flowgate_audit::source::{
 };
 use flowgate_audit::verify::{StoredEntry, VerifyError};
 
-use crate::support::{Log, build_log, options, signer};
+use crate::support::{Log, build_log, build_log_with_interval, options, signer};
 
 struct MemoryStore {
     log: Log,
     anchor: Option<LogAnchor>,
+    /// Serve `log.subtrees` from `read_subtree_root`.
+    cache_subtrees: bool,
+    /// Leaf hashes handed out, to show what the subtree cache saves.
+    leaf_reads: AtomicU64,
 }
 
 impl MemoryStore {
     fn new(log: Log) -> Self {
-        Self { log, anchor: None }
+        Self {
+            log,
+            anchor: None,
+            cache_subtrees: false,
+            leaf_reads: AtomicU64::new(0),
+        }
     }
 
     fn first(&self) -> u64 {
@@ -64,8 +74,24 @@ impl AuditSource for MemoryStore {
         end: u64,
         out: &mut Vec<Hash>,
     ) -> Result<(), Self::Error> {
-        out.extend(self.stored(start, end).iter().map(|e| leaf_hash(&e.record)));
+        let stored = self.stored(start, end);
+        self.leaf_reads
+            .fetch_add(stored.len() as u64, Ordering::Relaxed);
+        out.extend(stored.iter().map(|e| leaf_hash(&e.record)));
         Ok(())
+    }
+
+    async fn read_subtree_root(&self, level: u8, index: u64) -> Result<Option<Hash>, Self::Error> {
+        Ok(self
+            .cache_subtrees
+            .then(|| {
+                self.log
+                    .subtrees
+                    .iter()
+                    .find(|s| s.level == level && s.index == index)
+                    .map(|s| s.hash)
+            })
+            .flatten())
     }
 
     async fn read_checkpoints(&self, out: &mut Vec<String>) -> Result<(), Self::Error> {
@@ -282,4 +308,37 @@ fn appender_state_rebuilt_from_the_store_continues_the_log() {
     ))
     .expect("rebuilt");
     assert_ne!(state.frontier, expected.frontier);
+}
+
+#[test]
+fn cached_subtree_roots_make_proofs_cheap() {
+    let (log, appender) = build_log_with_interval(3_000, 1_000);
+    assert!(log.subtrees.iter().all(|s| s.level >= 8));
+    assert_eq!(
+        log.subtrees.len(),
+        11 + 5 + 2 + 1,
+        "levels 8, 9, 10, 11 below 3000"
+    );
+    let root = appender.root();
+    let mut plain = MemoryStore::new(log);
+    let mut without = Vec::new();
+    for index in [0, 1_234, 2_999] {
+        without.push(run(prove_inclusion(&plain, index, 3_000)).expect("provable"));
+    }
+    let consistency_without = run(prove_consistency(&plain, 1_500, 3_000)).expect("provable");
+    let uncached_reads = plain.leaf_reads.swap(0, Ordering::Relaxed);
+    plain.cache_subtrees = true;
+    for (position, index) in [0u64, 1_234, 2_999].into_iter().enumerate() {
+        let proof = run(prove_inclusion(&plain, index, 3_000)).expect("provable");
+        assert_eq!(proof, without[position]);
+        let leaf = leaf_hash(&plain.log.entries[index as usize].record);
+        assert_eq!(verify_inclusion(index, 3_000, &leaf, &proof, &root), Ok(()));
+    }
+    let consistency = run(prove_consistency(&plain, 1_500, 3_000)).expect("provable");
+    assert_eq!(consistency, consistency_without);
+    let cached_reads = plain.leaf_reads.load(Ordering::Relaxed);
+    assert!(
+        cached_reads * 5 < uncached_reads,
+        "cached {cached_reads} vs uncached {uncached_reads} leaf reads"
+    );
 }

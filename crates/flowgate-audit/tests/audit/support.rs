@@ -75,6 +75,7 @@ pub fn record(i: u64) -> AuditRecord {
 pub struct Log {
     pub entries: Vec<StoredEntry>,
     pub checkpoints: Vec<String>,
+    pub subtrees: Vec<flowgate_audit::merkle::SubtreeRoot>,
 }
 
 /// Appends `count` records (checkpoint every 10 records) and a final checkpoint.
@@ -92,6 +93,7 @@ pub fn build_log_with_interval(count: u64, interval: u64) -> (Log, LogAppender) 
     let mut log = Log {
         entries: Vec::new(),
         checkpoints: Vec::new(),
+        subtrees: Vec::new(),
     };
     extend_log(&mut log, &mut appender, 0..count);
     (log, appender)
@@ -106,6 +108,7 @@ pub fn extend_log(log: &mut Log, appender: &mut LogAppender, range: std::ops::Ra
             leaf_hash: None,
         });
         log.checkpoints.extend(appended.checkpoint.map(|c| c.note));
+        log.subtrees.extend(appended.subtrees);
     }
     log.checkpoints
         .extend(appender.checkpoint_now(2).map(|c| c.note));

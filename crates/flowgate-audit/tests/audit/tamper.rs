@@ -285,6 +285,7 @@ fn resume_from_saved_state_reads_only_new_records() {
     let tail = Log {
         entries: log.entries[95..].to_vec(),
         checkpoints: log.checkpoints.clone(),
+        subtrees: Vec::new(),
     };
     let mut resume = options();
     resume.saved = Some(saved);
@@ -324,6 +325,7 @@ fn unverifiable_cases_have_their_own_exit_code() {
             leaf_hash: None,
         }],
         checkpoints: vec![],
+        subtrees: vec![],
     };
     let error = verify(&log, options()).expect_err("newer schema");
     assert_eq!(error.exit_code(), EXIT_UNVERIFIABLE);
