@@ -175,6 +175,26 @@ fn redis(criterion: &mut Criterion) {
     };
     let mut group = criterion.benchmark_group("redis");
     group.measurement_time(Duration::from_secs(10));
+    // Baseline: a bare PING over the same kind of connection, so the script's own cost can be
+    // told apart from the machine's round-trip latency.
+    let ping_connection = runtime.block_on(async {
+        let client = redis::Client::open("redis://127.0.0.1:6379").ok()?;
+        redis::aio::ConnectionManager::new(client).await.ok()
+    });
+    if let Some(mut connection) = ping_connection {
+        group.bench_function("ping_round_trip_baseline", |bencher| {
+            bencher.iter(|| {
+                runtime.block_on(async {
+                    black_box(
+                        redis::cmd("PING")
+                            .query_async::<String>(&mut connection)
+                            .await
+                            .is_ok(),
+                    )
+                })
+            });
+        });
+    }
     group.bench_function("admit_round_trip", |bencher| {
         bencher.iter(|| {
             let admission = runtime.block_on(limiter.admit(black_box(&request)));

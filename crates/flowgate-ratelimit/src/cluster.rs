@@ -19,6 +19,7 @@
 //! only until `lease_ttl`. Times are integer microseconds; request intervals and token costs are
 //! rounded up to whole microseconds, which can only make limits slightly stricter.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -156,8 +157,11 @@ pub struct RedisHealth {
     pub fallback_admissions_total: u64,
     /// Requests refused because Redis was down ([`OnRedisDown::Refuse`]).
     pub refused_total: u64,
-    /// Settlements not sent because Redis was down (their leases expire after `lease_ttl`).
+    /// Settlements given up: their call failed or timed out (Redis may or may not have applied
+    /// it), or too many were waiting during an outage. Their leases expire after `lease_ttl`.
     pub dropped_settlements_total: u64,
+    /// Settlements waiting for Redis to come back.
+    pub deferred_settlements: u64,
 }
 
 #[derive(Default)]
@@ -170,6 +174,7 @@ struct Health {
     fallback_admissions_total: AtomicU64,
     refused_total: AtomicU64,
     dropped_settlements_total: AtomicU64,
+    deferred_settlements: AtomicU64,
 }
 
 impl Health {
@@ -234,6 +239,8 @@ struct RedisShared {
 enum Job {
     Settle(SettleCall),
     Flush(oneshot::Sender<()>),
+    /// Redis is back: send deferred settlements now.
+    Retry,
 }
 
 struct SettleCall {
@@ -422,6 +429,7 @@ impl RedisLimiter {
             fallback_admissions_total: health.fallback_admissions_total.load(Ordering::Relaxed),
             refused_total: health.refused_total.load(Ordering::Relaxed),
             dropped_settlements_total: health.dropped_settlements_total.load(Ordering::Relaxed),
+            deferred_settlements: health.deferred_settlements.load(Ordering::Relaxed),
         }
     }
 
@@ -641,11 +649,26 @@ async fn probe_loop(shared: Weak<RedisShared>, wake: Arc<Notify>, interval: Dura
         }
         if shared.health.is_down() && shared.reconnect().await {
             shared.health.record_recovery();
+            // Wake the settlement task so deferred settlements go out without waiting for
+            // traffic; an error means it is gone and nothing is deferred.
+            let _ = shared.settlements.send(Job::Retry);
         }
     }
 }
 
+/// Settlements kept while Redis is down, sent once it is back. Beyond this many they are
+/// dropped: their leases expire after `lease_ttl` and their token reservations stay booked,
+/// which errs on the strict side.
+const MAX_DEFERRED_SETTLEMENTS: usize = 100_000;
+
+/// Settlements sent concurrently over the multiplexed connection at a time.
+const SETTLE_CHUNK: usize = 512;
+
 /// Sends queued settlements, many at once over the multiplexed connection.
+///
+/// While Redis is marked down, settlements are deferred and sent after recovery. A settlement
+/// whose call failed or timed out is not retried: Redis may have applied it, and applying a
+/// refund twice would let a tenant overshoot.
 async fn settle_worker(
     mut receiver: mpsc::UnboundedReceiver<Job>,
     connection: Arc<ArcSwapOption<ConnectionManager>>,
@@ -654,40 +677,59 @@ async fn settle_worker(
     command_timeout: Duration,
 ) {
     let script = Script::new(include_str!("lua/settle.lua"));
-    let mut batch = Vec::with_capacity(256);
+    let mut batch = Vec::with_capacity(SETTLE_CHUNK);
     let mut flushed = Vec::new();
-    while receiver.recv_many(&mut batch, 256).await > 0 {
-        let current = connection.load_full();
-        let mut calls = FuturesUnordered::new();
+    let mut deferred: VecDeque<SettleCall> = VecDeque::new();
+    while receiver.recv_many(&mut batch, SETTLE_CHUNK).await > 0 {
         for job in batch.drain(..) {
             match job {
                 Job::Flush(done) => flushed.push(done),
-                Job::Settle(call) => match (&current, health.is_down()) {
-                    (Some(connection), false) => {
-                        let mut connection = ConnectionManager::clone(connection);
-                        let script = &script;
-                        calls.push(async move {
-                            let invocation = settle_invocation(script, &call);
-                            let sent = invocation.invoke_async::<i64>(&mut connection);
-                            matches!(tokio::time::timeout(command_timeout, sent).await, Ok(Ok(_)))
-                        });
-                    }
-                    _ => {
-                        health
-                            .dropped_settlements_total
-                            .fetch_add(1, Ordering::Relaxed);
-                    }
-                },
+                Job::Retry => {}
+                Job::Settle(call) => deferred.push_back(call),
             }
         }
-        while let Some(sent) = calls.next().await {
-            if !sent {
+        let current = connection.load_full();
+        match current {
+            Some(connection) if !health.is_down() => {
+                while !deferred.is_empty() && !health.is_down() {
+                    let take = deferred.len().min(SETTLE_CHUNK);
+                    let mut calls: FuturesUnordered<_> = deferred
+                        .drain(..take)
+                        .map(|call| {
+                            let mut connection = ConnectionManager::clone(&connection);
+                            let script = &script;
+                            async move {
+                                let invocation = settle_invocation(script, &call);
+                                let sent = invocation.invoke_async::<i64>(&mut connection);
+                                matches!(
+                                    tokio::time::timeout(command_timeout, sent).await,
+                                    Ok(Ok(_))
+                                )
+                            }
+                        })
+                        .collect();
+                    while let Some(sent) = calls.next().await {
+                        if !sent {
+                            health
+                                .dropped_settlements_total
+                                .fetch_add(1, Ordering::Relaxed);
+                            health.record_failure(clock.now_ns());
+                        }
+                    }
+                }
+            }
+            _ => {
+                // Keep them (bounded) until the probe task reports recovery.
+                let overflow = deferred.len().saturating_sub(MAX_DEFERRED_SETTLEMENTS);
+                deferred.drain(..overflow);
                 health
                     .dropped_settlements_total
-                    .fetch_add(1, Ordering::Relaxed);
-                health.record_failure(clock.now_ns());
+                    .fetch_add(overflow as u64, Ordering::Relaxed);
             }
         }
+        health
+            .deferred_settlements
+            .store(deferred.len() as u64, Ordering::Relaxed);
         for done in flushed.drain(..) {
             // The flusher may have given up waiting; nothing to do then.
             let _ = done.send(());

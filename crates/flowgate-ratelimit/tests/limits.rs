@@ -683,3 +683,59 @@ async fn limiter_started_while_redis_is_down_connects_when_it_comes_up() -> Test
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settlements_during_an_outage_are_sent_after_recovery() -> TestResult {
+    let dir = std::env::temp_dir().join(unique_prefix("deferred").replace(':', "-"));
+    std::fs::create_dir_all(&dir)?;
+    let server = ThrowawayRedis::start(ThrowawayRedis::free_port()?, &dir)?;
+    let mut config = redis_config(&server.url(), "deferred");
+    config.probe_interval = Duration::from_millis(50);
+    config.command_timeout = Duration::from_millis(200);
+    let limiter = RedisLimiter::connect(config, ManualClock::new(START_NS)).await?;
+    let one_at_a_time = spec(LimitSpecConfig {
+        max_concurrent: Some(1),
+        ..LimitSpecConfig::default()
+    })?;
+    let request = tenant_only("tenant-a", &one_at_a_time, 0);
+    let held = limiter.admit(&request).await?;
+    assert_eq!(held.backend(), Backend::Redis);
+
+    // Redis stops answering (state intact) for a while: a request for another tenant times out
+    // and marks it down.
+    let mut admin = redis::Client::open(server.url())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(1_500)
+        .arg("ALL")
+        .query_async(&mut admin)
+        .await?;
+    let probe = tenant_only("tenant-probe", &one_at_a_time, 0);
+    let during = limiter.admit(&probe).await?;
+    assert_eq!(during.backend(), Backend::Local);
+    assert!(limiter.health().fallback_active);
+
+    // The held request ends during the outage: its release is kept, not lost.
+    drop(held);
+    limiter.flush().await;
+    assert_eq!(limiter.health().deferred_settlements, 1);
+
+    wait_for("recovery", || !limiter.health().fallback_active).await?;
+    wait_for("deferred settlement sent", || {
+        limiter.health().deferred_settlements == 0
+    })
+    .await?;
+    // The slot was released in Redis, so tenant-a can be admitted there again at once (without
+    // the deferral its lease would block it for `lease_ttl`).
+    let again = limiter.admit(&request).await?;
+    assert_eq!(again.backend(), Backend::Redis);
+    assert_eq!(limiter.health().dropped_settlements_total, 0);
+    drop(again);
+    drop(during);
+    limiter.shutdown().await;
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
