@@ -132,12 +132,60 @@ pub struct RedisUnavailable {
     pub down_for: Duration,
 }
 
-/// The Redis URL could not be parsed.
+/// The Redis limiter's configuration is unusable.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid Redis URL for the rate limiter")]
-pub struct RedisConfigError {
-    #[source]
-    source: redis::RedisError,
+pub enum RedisConfigError {
+    /// The URL could not be parsed (the URL itself is not repeated: it may hold a password).
+    #[error("invalid Redis URL for the rate limiter")]
+    InvalidUrl {
+        /// The parser's complaint.
+        #[source]
+        source: redis::RedisError,
+    },
+    /// A duration setting is zero or otherwise out of range.
+    #[error("rate limiter setting {field} {problem}")]
+    InvalidSetting {
+        /// Name of the setting.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+}
+
+impl RedisLimiterConfig {
+    fn validate(&self) -> Result<(), RedisConfigError> {
+        let positive = [
+            ("command_timeout", self.command_timeout),
+            ("connect_timeout", self.connect_timeout),
+            ("probe_interval", self.probe_interval),
+        ];
+        for (field, value) in positive {
+            if value.is_zero() {
+                return Err(RedisConfigError::InvalidSetting {
+                    field,
+                    problem: "must be above zero",
+                });
+            }
+        }
+        if self.lease_ttl < Duration::from_secs(1) {
+            return Err(RedisConfigError::InvalidSetting {
+                field: "lease_ttl",
+                problem: "must be at least one second (it should outlast the longest request)",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Why one script call did not produce a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallFailure {
+    /// No answer within `command_timeout`.
+    Timeout,
+    /// Connection or server error.
+    Redis,
+    /// An answer of the wrong shape (a different script under the same SHA, or a bug).
+    UnexpectedReply,
 }
 
 /// Health of the Redis backend, for metrics (`flowgate_ratelimit_*`) and readiness.
@@ -151,8 +199,10 @@ pub struct RedisHealth {
     pub outages_total: u64,
     /// Times Redis came back.
     pub recoveries_total: u64,
-    /// Failed or timed-out script calls.
+    /// Failed or timed-out script calls (and failed connection attempts).
     pub errors_total: u64,
+    /// The part of `errors_total` that timed out: a slow rather than a dead Redis.
+    pub timeouts_total: u64,
     /// Requests decided by the in-process fallback.
     pub fallback_admissions_total: u64,
     /// Requests refused because Redis was down ([`OnRedisDown::Refuse`]).
@@ -171,6 +221,7 @@ struct Health {
     outages_total: AtomicU64,
     recoveries_total: AtomicU64,
     errors_total: AtomicU64,
+    timeouts_total: AtomicU64,
     fallback_admissions_total: AtomicU64,
     refused_total: AtomicU64,
     dropped_settlements_total: AtomicU64,
@@ -180,6 +231,13 @@ struct Health {
 impl Health {
     fn is_down(&self) -> bool {
         self.down.load(Ordering::Acquire)
+    }
+
+    fn record_call_failure(&self, failure: CallFailure, now_ns: u64) {
+        if failure == CallFailure::Timeout {
+            self.timeouts_total.fetch_add(1, Ordering::Relaxed);
+        }
+        self.record_failure(now_ns);
     }
 
     fn record_failure(&self, now_ns: u64) {
@@ -356,13 +414,14 @@ fn tokens_to_us_floor(tokens: u64, window_us: u64, per_window: u64) -> i64 {
 impl RedisLimiter {
     /// Creates the limiter and tries to connect once (bounded by `connect_timeout`). An
     /// unreachable Redis is not an error: the limiter starts in fallback mode and the probe task
-    /// keeps trying. Only an unparsable URL fails.
+    /// keeps trying. Only an unparsable URL or an unusable setting fails.
     pub async fn connect(
         config: RedisLimiterConfig,
         clock: impl Clock + Clone,
     ) -> Result<Self, RedisConfigError> {
-        let client =
-            Client::open(config.url.as_str()).map_err(|source| RedisConfigError { source })?;
+        config.validate()?;
+        let client = Client::open(config.url.as_str())
+            .map_err(|source| RedisConfigError::InvalidUrl { source })?;
         let (settlements, receiver) = mpsc::unbounded_channel();
         let health = Arc::new(Health::default());
         let connection = Arc::new(ArcSwapOption::empty());
@@ -410,7 +469,9 @@ impl RedisLimiter {
         {
             match shared.admit_remote(&connection, request).await {
                 Ok(decision) => return decision.map_err(AdmissionError::from),
-                Err(()) => shared.health.record_failure(shared.clock.now_ns()),
+                Err(failure) => shared
+                    .health
+                    .record_call_failure(failure, shared.clock.now_ns()),
             }
         }
         shared.fallback(request)
@@ -426,6 +487,7 @@ impl RedisLimiter {
             outages_total: health.outages_total.load(Ordering::Relaxed),
             recoveries_total: health.recoveries_total.load(Ordering::Relaxed),
             errors_total: health.errors_total.load(Ordering::Relaxed),
+            timeouts_total: health.timeouts_total.load(Ordering::Relaxed),
             fallback_admissions_total: health.fallback_admissions_total.load(Ordering::Relaxed),
             refused_total: health.refused_total.load(Ordering::Relaxed),
             dropped_settlements_total: health.dropped_settlements_total.load(Ordering::Relaxed),
@@ -513,12 +575,12 @@ impl RedisShared {
         })
     }
 
-    /// One script call. `Err(())` means Redis failed (already counted by the caller).
+    /// One script call; the caller counts failures.
     async fn admit_remote(
         self: &Arc<Self>,
         connection: &ConnectionManager,
         request: &AdmissionRequest<'_>,
-    ) -> Result<Result<Admission, Rejection>, ()> {
+    ) -> Result<Result<Admission, Rejection>, CallFailure> {
         let tenant = ScriptLimits::new(request.tenant.limits, request.reserve_tokens);
         let key = request.key.map_or_else(ScriptLimits::default, |key| {
             ScriptLimits::new(key.limits, request.reserve_tokens)
@@ -555,7 +617,9 @@ impl RedisShared {
         let call = invocation.invoke_async::<Vec<i64>>(&mut connection);
         let reply = match tokio::time::timeout(self.config.command_timeout, call).await {
             Ok(Ok(reply)) if reply.len() == 9 => reply,
-            _ => return Err(()),
+            Ok(Ok(_)) => return Err(CallFailure::UnexpectedReply),
+            Ok(Err(_)) => return Err(CallFailure::Redis),
+            Err(_) => return Err(CallFailure::Timeout),
         };
 
         let mut headers = RateLimitHeaders::default();
@@ -701,19 +765,20 @@ async fn settle_worker(
                             async move {
                                 let invocation = settle_invocation(script, &call);
                                 let sent = invocation.invoke_async::<i64>(&mut connection);
-                                matches!(
-                                    tokio::time::timeout(command_timeout, sent).await,
-                                    Ok(Ok(_))
-                                )
+                                match tokio::time::timeout(command_timeout, sent).await {
+                                    Ok(Ok(_)) => None,
+                                    Ok(Err(_)) => Some(CallFailure::Redis),
+                                    Err(_) => Some(CallFailure::Timeout),
+                                }
                             }
                         })
                         .collect();
-                    while let Some(sent) = calls.next().await {
-                        if !sent {
+                    while let Some(outcome) = calls.next().await {
+                        if let Some(failure) = outcome {
                             health
                                 .dropped_settlements_total
                                 .fetch_add(1, Ordering::Relaxed);
-                            health.record_failure(clock.now_ns());
+                            health.record_call_failure(failure, clock.now_ns());
                         }
                     }
                 }
@@ -838,6 +903,68 @@ mod tests {
         assert_eq!(requests.map(|s| s.remaining), Some(9));
         assert_eq!(tokens.map(|s| s.remaining), Some(990));
         assert_eq!(tokens.map(|s| s.reset), Some(Duration::from_millis(600)));
+    }
+
+    #[test]
+    fn unusable_settings_are_refused_by_name() {
+        let mut config = RedisLimiterConfig::new("redis://127.0.0.1:6379");
+        assert!(config.validate().is_ok());
+        config.command_timeout = Duration::ZERO;
+        assert!(matches!(
+            config.validate(),
+            Err(RedisConfigError::InvalidSetting {
+                field: "command_timeout",
+                ..
+            })
+        ));
+        let mut config = RedisLimiterConfig::new("redis://127.0.0.1:6379");
+        config.lease_ttl = Duration::from_millis(10);
+        assert!(matches!(
+            config.validate(),
+            Err(RedisConfigError::InvalidSetting {
+                field: "lease_ttl",
+                ..
+            })
+        ));
+        // The URL may carry a password: Debug must not show it.
+        let secret = RedisLimiterConfig::new("redis://:hunter2@127.0.0.1:6379");
+        assert!(!format!("{secret:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn the_limiter_types_can_cross_tasks() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<RedisLimiter>();
+        assert_send_sync::<crate::Limiter>();
+        assert_send_sync::<Admission>();
+        assert_send_sync::<crate::AdmissionError>();
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn microsecond_rounding_never_favours_the_client(
+            reserved in 0u64..10_000_000,
+            actual in 0u64..10_000_000,
+            per_window in 1u64..1_000_000_000,
+            window_us in 1_000u64..604_800_000_000,
+        ) {
+            let exact = |tokens: u64| u128::from(tokens) * u128::from(window_us);
+            let per = u128::from(per_window);
+            // Charges are at least the exact amount, refunds at most.
+            let charged = u128::try_from(tokens_to_us_ceil(actual, window_us, per_window)).unwrap_or(0);
+            proptest::prop_assert!(charged * per >= exact(actual));
+            let refunded = u128::try_from(tokens_to_us_floor(actual, window_us, per_window)).unwrap_or(u128::MAX);
+            proptest::prop_assert!(refunded * per <= exact(actual));
+            // Reserving and settling never books less than the actual usage.
+            let booked = i128::from(tokens_to_us_ceil(reserved, window_us, per_window))
+                + if actual >= reserved {
+                    i128::from(tokens_to_us_ceil(actual - reserved, window_us, per_window))
+                } else {
+                    -i128::from(tokens_to_us_floor(reserved - actual, window_us, per_window))
+                };
+            proptest::prop_assert!(booked >= 0);
+            proptest::prop_assert!(u128::try_from(booked).unwrap_or(0) * per >= exact(actual));
+        }
     }
 
     #[test]

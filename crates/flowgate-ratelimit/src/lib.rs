@@ -21,6 +21,43 @@
 //!    reported total tokens. If the request fails or the client goes away, just drop it: the
 //!    concurrency slot and the whole reservation are released.
 //!
+//! ```
+//! use std::time::Duration;
+//! use flowgate_ratelimit::{
+//!     AdmissionRequest, InProcessLimiter, LimitKind, LimitSpec, LimitSpecConfig, ManualClock,
+//!     Subject,
+//! };
+//!
+//! // Once, when the tenant's config is loaded.
+//! let tenant_limits = LimitSpec::new(LimitSpecConfig {
+//!     requests_per_window: Some(2),
+//!     tokens_per_window: Some(10_000),
+//!     max_concurrent: Some(8),
+//!     burst_factor: 1.0,
+//!     window: Duration::from_secs(60),
+//! })?;
+//! let limiter = InProcessLimiter::new(ManualClock::new(0));
+//!
+//! // Per request.
+//! let request = AdmissionRequest {
+//!     tenant: Subject { id: "tenant-1", limits: &tenant_limits },
+//!     key: None,
+//!     reserve_tokens: 1_500, // estimated prompt tokens + max_tokens
+//! };
+//! let admission = limiter.admit(&request).map_err(|rejection| rejection.to_string())?;
+//! let tokens = admission.headers().tokens.map(|t| (t.limit, t.remaining));
+//! assert_eq!(tokens, Some((10_000, 8_500)));
+//! let requests = admission.headers().requests.map(|r| r.reset_display().to_string());
+//! assert_eq!(requests.as_deref(), Some("30s")); // x-ratelimit-reset-requests
+//! let settlement = admission.settle(600); // usage reported by the upstream
+//! assert_eq!(settlement.refunded(), 900);
+//!
+//! let _second = limiter.admit(&request).map_err(|rejection| rejection.to_string())?;
+//! let third = limiter.admit(&request).err().map(|r| (r.limit, r.retry_after));
+//! assert_eq!(third, Some((LimitKind::Requests, Some(Duration::from_secs(30)))));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Semantics
 //!
 //! - Requests: GCRA with `requests_per_window` refilling evenly over `window`, and
@@ -45,7 +82,8 @@ pub use admission::{
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use cluster::{
-    OnRedisDown, RedisHealth, RedisLimiter, RedisLimiterConfig, RedisTime, RedisUnavailable,
+    OnRedisDown, RedisConfigError, RedisHealth, RedisLimiter, RedisLimiterConfig, RedisTime,
+    RedisUnavailable,
 };
 pub use local::{InProcessLimiter, LocalOptions};
 pub use spec::{
@@ -81,6 +119,21 @@ impl Limiter {
         match self {
             Self::InProcess(limiter) => Ok(limiter.admit(request)?),
             Self::Redis(limiter) => limiter.admit(request).await,
+        }
+    }
+
+    /// Health of the Redis backend (`None` for the in-process limiter), for metrics.
+    pub fn redis_health(&self) -> Option<RedisHealth> {
+        match self {
+            Self::InProcess(_) => None,
+            Self::Redis(limiter) => Some(limiter.health()),
+        }
+    }
+
+    /// Sends pending settlements and stops background tasks; call at graceful shutdown.
+    pub async fn shutdown(&self) {
+        if let Self::Redis(limiter) = self {
+            limiter.shutdown().await;
         }
     }
 }
