@@ -18,6 +18,11 @@
 //! Concurrency slots are leases: a replica that dies with requests in flight leaks their slots
 //! only until `lease_ttl`. Times are integer microseconds; request intervals and token costs are
 //! rounded up to whole microseconds, which can only make limits slightly stricter.
+//!
+//! Differences from the in-process limiter: usage is stored as time (the TAT), so after a limit
+//! change the old usage is read under the new limit (a raised limit is fully available once the
+//! old usage has drained, within one window), where the in-process limiter keeps the count of
+//! used units. Settlements whose call fails are not retried (see `settle_worker`).
 
 use std::collections::VecDeque;
 use std::fmt;

@@ -44,9 +44,12 @@ for s = 0, 1 do
       tcost = tonumber(ARGV[base + 5]),
       maxc = tonumber(ARGV[base + 6]),
     }
-    local stored = redis.call('HMGET', st.hkey, 'r', 't')
-    st.rtat = math.max(tonumber(stored[1]) or 0, now)
-    st.ttat = math.max(tonumber(stored[2]) or 0, now)
+    st.rtat, st.ttat = now, now
+    if st.rint > 0 or st.ttol > 0 then
+      local stored = redis.call('HMGET', st.hkey, 'r', 't')
+      st.rtat = math.max(tonumber(stored[1]) or 0, now)
+      st.ttat = math.max(tonumber(stored[2]) or 0, now)
+    end
     st.new_rtat, st.new_ttat = st.rtat, st.ttat
     if st.rint > 0 then
       local new = st.rtat + st.rint
