@@ -467,8 +467,16 @@ impl RedisLimiter {
 
     /// Admits or rejects one request across the cluster: one script call, or the fallback when
     /// Redis is marked down or this call fails.
+    ///
+    /// A request whose tenant and key have no limits at all never touches Redis.
     pub async fn admit(&self, request: &AdmissionRequest<'_>) -> Result<Admission, AdmissionError> {
         let shared = &self.shared;
+        let unlimited = request.tenant.limits.is_unlimited()
+            && request.key.is_none_or(|key| key.limits.is_unlimited());
+        if unlimited {
+            // Keeps no state and cannot be rejected.
+            return Ok(shared.local.admit(request)?);
+        }
         if !shared.health.is_down()
             && let Some(connection) = shared.connection.load_full()
         {

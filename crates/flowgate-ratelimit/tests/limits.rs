@@ -506,6 +506,23 @@ async fn unreachable_redis_falls_back_to_local_limits_without_stalling() -> Test
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unlimited_requests_never_touch_redis_even_in_refuse_mode() -> TestResult {
+    let limiter = RedisLimiter::connect(
+        unreachable_config(OnRedisDown::Refuse),
+        ManualClock::new(START_NS),
+    )
+    .await?;
+    let unlimited = LimitSpec::unlimited();
+    let admission = limiter
+        .admit(&tenant_only("tenant-free", &unlimited, 1_000))
+        .await?;
+    assert_eq!(admission.headers().requests, None);
+    assert_eq!(limiter.health().refused_total, 0);
+    limiter.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_redis_in_refuse_mode_answers_unavailable() -> TestResult {
     let limiter = RedisLimiter::connect(
         unreachable_config(OnRedisDown::Refuse),
