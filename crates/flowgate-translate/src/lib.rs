@@ -34,6 +34,14 @@
 //! Anthropic `cache_control` for non-Anthropic upstreams (they cache automatically) and
 //! `citations` annotations of earlier answers. Everything else that cannot be expressed is
 //! refused with `TranslateError::Unsupported`.
+//!
+//! Reshaping that keeps content: system/developer messages are hoisted into the single system
+//! field of Anthropic and Gemini (in order); consecutive tool results are merged into one user
+//! turn for Anthropic and Gemini; a failed tool result is prefixed with
+//! `TOOL_ERROR_PREFIX` for OpenAI and Ollama (no `is_error` flag there); OpenAI `stop` with a
+//! matched stop sequence is reported to Anthropic clients as `end_turn` (OpenAI, Gemini and
+//! Ollama do not say which sequence matched); Anthropic requests get `DEFAULT_MAX_TOKENS` when
+//! the client set no limit.
 
 mod anthropic;
 pub mod apierror;
