@@ -132,7 +132,10 @@ pub enum BundleError {
 /// A short public id of a verifying key: the first 8 bytes of the key, in hex.
 #[must_use]
 pub fn key_id(key: &VerifyingKey) -> String {
-    key.to_bytes()[..8].iter().map(|b| format!("{b:02x}")).collect()
+    key.to_bytes()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Decodes a verifying (public) key from standard base64 of its 32 bytes.
@@ -232,11 +235,14 @@ fn to_pretty_json(document: &BundleDocument) -> String {
 }
 
 fn parse(document: &[u8]) -> Result<BundleDocument, BundleError> {
-    let parsed: BundleDocument = serde_json::from_slice(document).map_err(|e| BundleError::Malformed {
-        message: e.to_string(),
-    })?;
+    let parsed: BundleDocument =
+        serde_json::from_slice(document).map_err(|e| BundleError::Malformed {
+            message: e.to_string(),
+        })?;
     if parsed.format != BUNDLE_FORMAT {
-        return Err(BundleError::UnsupportedFormat { found: parsed.format });
+        return Err(BundleError::UnsupportedFormat {
+            found: parsed.format,
+        });
     }
     Ok(parsed)
 }
@@ -265,7 +271,9 @@ pub fn verify_bundle(document: &[u8], trusted: &VerifyingKey) -> Result<PolicyBu
     let raw = base64::engine::general_purpose::STANDARD
         .decode(signature.value.as_bytes())
         .map_err(|_| BundleError::BadSignatureEncoding)?;
-    let raw: [u8; 64] = raw.try_into().map_err(|_| BundleError::BadSignatureEncoding)?;
+    let raw: [u8; 64] = raw
+        .try_into()
+        .map_err(|_| BundleError::BadSignatureEncoding)?;
     let signature = Signature::from_bytes(&raw);
     trusted
         .verify_strict(&parsed.bundle.canonical_bytes(), &signature)
@@ -299,7 +307,11 @@ mod tests {
                 description: String::new(),
             },
             Some(Preset::Default),
-            vec![Rule::new("falcon", RuleMatch::keywords(["project falcon"]), Action::Block)],
+            vec![Rule::new(
+                "falcon",
+                RuleMatch::keywords(["project falcon"]),
+                Action::Block,
+            )],
         )
     }
 
@@ -330,7 +342,10 @@ mod tests {
             verify_bundle(document.as_bytes(), &key(1).verifying_key()),
             Err(BundleError::Unsigned)
         );
-        assert_eq!(read_bundle_unverified(document.as_bytes()).unwrap(), bundle());
+        assert_eq!(
+            read_bundle_unverified(document.as_bytes()).unwrap(),
+            bundle()
+        );
     }
 
     #[test]
@@ -359,7 +374,10 @@ mod tests {
     #[test]
     fn forged_key_id_is_still_tampered() {
         let document = bundle().sign(&key(1)).unwrap();
-        let forged = document.replace(&key_id(&key(1).verifying_key()), &key_id(&key(2).verifying_key()));
+        let forged = document.replace(
+            &key_id(&key(1).verifying_key()),
+            &key_id(&key(2).verifying_key()),
+        );
         assert_eq!(
             verify_bundle(forged.as_bytes(), &key(2).verifying_key()),
             Err(BundleError::Tampered)
@@ -372,7 +390,10 @@ mod tests {
             verify_bundle(b"not json", &key(1).verifying_key()),
             Err(BundleError::Malformed { .. })
         ));
-        let document = bundle().sign(&key(1)).unwrap().replace(BUNDLE_FORMAT, "other/v9");
+        let document = bundle()
+            .sign(&key(1))
+            .unwrap()
+            .replace(BUNDLE_FORMAT, "other/v9");
         assert!(matches!(
             verify_bundle(document.as_bytes(), &key(1).verifying_key()),
             Err(BundleError::UnsupportedFormat { .. })
@@ -390,15 +411,23 @@ mod tests {
     #[test]
     fn invalid_rules_are_not_signed() {
         let mut bad = bundle();
-        bad.rules.push(Rule::new("falcon", RuleMatch::keywords(["x"]), Action::Flag));
-        assert!(matches!(bad.sign(&key(1)), Err(BundleError::InvalidRules(_))));
+        bad.rules.push(Rule::new(
+            "falcon",
+            RuleMatch::keywords(["x"]),
+            Action::Flag,
+        ));
+        assert!(matches!(
+            bad.sign(&key(1)),
+            Err(BundleError::InvalidRules(_))
+        ));
     }
 
     #[test]
     fn keys_round_trip_through_base64() {
         let engine = base64::engine::general_purpose::STANDARD;
         let signing = signing_key_from_base64(&engine.encode([9u8; 32])).unwrap();
-        let verifying = verifying_key_from_base64(&engine.encode(signing.verifying_key().to_bytes())).unwrap();
+        let verifying =
+            verifying_key_from_base64(&engine.encode(signing.verifying_key().to_bytes())).unwrap();
         assert_eq!(verifying, signing.verifying_key());
         assert!(signing_key_from_base64("short").is_err());
         assert!(verifying_key_from_base64(&engine.encode([1u8; 5])).is_err());

@@ -228,7 +228,10 @@ impl Corpus {
                 continue;
             }
             let evaluation = policy.evaluate(&sample.text, &EvalContext::request());
-            let mut mine = evaluation.findings.iter().filter(|f| family_of(f.detector) == family);
+            let mut mine = evaluation
+                .findings
+                .iter()
+                .filter(|f| family_of(f.detector) == family);
             match sample.span {
                 Some((start, end)) => {
                     if !mine.any(|f| f.start < end && start < f.end) {
@@ -271,15 +274,19 @@ impl Rng {
     }
 
     fn digits(&mut self, count: usize) -> String {
-        (0..count).map(|_| char::from(b'0' + self.below(10) as u8)).collect()
+        (0..count)
+            .map(|_| char::from(b'0' + self.below(10) as u8))
+            .collect()
     }
 
-    fn from_alphabet(&mut self, alphabet: &[u8], count: usize) -> String {
-        (0..count).map(|_| char::from(alphabet[self.below(alphabet.len())])).collect()
+    fn pick_chars(&mut self, alphabet: &[u8], count: usize) -> String {
+        (0..count)
+            .map(|_| char::from(alphabet[self.below(alphabet.len())]))
+            .collect()
     }
 
     fn base62(&mut self, count: usize) -> String {
-        self.from_alphabet(BASE62, count)
+        self.pick_chars(BASE62, count)
     }
 }
 
@@ -344,7 +351,12 @@ fn format_card(number: &str, rng: &mut Rng) -> String {
             let sep = if style == 1 { " " } else { "-" };
             if number.len() == 15 || number.len() == 14 {
                 // American Express and Diners Club print 4-6-5 and 4-6-4.
-                format!("{}{sep}{}{sep}{}", &number[..4], &number[4..10], &number[10..])
+                format!(
+                    "{}{sep}{}{sep}{}",
+                    &number[..4],
+                    &number[4..10],
+                    &number[10..]
+                )
             } else {
                 number
                     .as_bytes()
@@ -391,7 +403,7 @@ fn iban_number(rng: &mut Rng) -> String {
     let (country, len, letters) = rng.pick(countries);
     let bban = format!(
         "{}{}",
-        rng.from_alphabet(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", letters),
+        rng.pick_chars(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", letters),
         rng.digits(len - 4 - letters)
     );
     let provisional = format!("{country}00{bban}");
@@ -430,40 +442,71 @@ fn jwt(rng: &mut Rng) -> String {
         rng.digits(3),
         1_700_000_000 + rng.below(50_000_000)
     ));
-    let signature = rng.from_alphabet(BASE64URL, 43);
+    let signature = rng.pick_chars(BASE64URL, 43);
     format!("{header}.{payload}.{signature}")
 }
 
 fn random_password(rng: &mut Rng) -> String {
     // Passwords in connection strings: random, always with a digit and a letter.
-    format!("{}{}{}", { let count = rng.range(8, 20); rng.base62(count) }, rng.digits(1), rng.from_alphabet(b"abcdefghijklmnopqrstuvwxyz", 1))
+    format!(
+        "{}{}{}",
+        {
+            let count = rng.range(8, 20);
+            rng.base62(count)
+        },
+        rng.digits(1),
+        rng.pick_chars(b"abcdefghijklmnopqrstuvwxyz", 1)
+    )
 }
 
 fn secret_value(kind: usize, rng: &mut Rng) -> String {
     match kind {
-        0 => format!("{}{}", rng.pick(&["AKIA", "ASIA"]), rng.from_alphabet(BASE32, 16)),
+        0 => format!(
+            "{}{}",
+            rng.pick(&["AKIA", "ASIA"]),
+            rng.pick_chars(BASE32, 16)
+        ),
         1 => {
             let random = rng.base62(30);
             let checksum = base62_fixed(u64::from(crc32fast::hash(random.as_bytes())), 6);
-            format!("{}{random}{checksum}", rng.pick(&["ghp_", "gho_", "ghu_", "ghs_", "ghr_"]))
+            format!(
+                "{}{random}{checksum}",
+                rng.pick(&["ghp_", "gho_", "ghu_", "ghs_", "ghr_"])
+            )
         }
         2 => format!("github_pat_{}_{}", rng.base62(22), rng.base62(59)),
         3 => {
             if rng.below(2) == 0 {
-                format!("sk-proj-{}", { let count = rng.range(48, 156); rng.from_alphabet(BASE64URL, count) })
+                format!("sk-proj-{}", {
+                    let count = rng.range(48, 156);
+                    rng.pick_chars(BASE64URL, count)
+                })
             } else {
                 format!("sk-{}T3BlbkFJ{}", rng.base62(20), rng.base62(20))
             }
         }
-        4 => format!("sk-ant-api03-{}AA", rng.from_alphabet(BASE64URL, 93)),
-        5 => format!("xoxb-{}-{}-{}", rng.digits(12), rng.digits(13), rng.base62(24)),
-        6 => format!("{}{}", rng.pick(&["sk_live_", "rk_live_", "sk_test_"]), { let count = rng.range(24, 99); rng.base62(count) }),
-        7 => format!("AIza{}", rng.from_alphabet(BASE64URL, 35)),
+        4 => format!("sk-ant-api03-{}AA", rng.pick_chars(BASE64URL, 93)),
+        5 => format!(
+            "xoxb-{}-{}-{}",
+            rng.digits(12),
+            rng.digits(13),
+            rng.base62(24)
+        ),
+        6 => format!("{}{}", rng.pick(&["sk_live_", "rk_live_", "sk_test_"]), {
+            let count = rng.range(24, 99);
+            rng.base62(count)
+        }),
+        7 => format!("AIza{}", rng.pick_chars(BASE64URL, 35)),
         8 => format!("fgk_{}", rng.base62(49)),
         9 => {
             let label = rng.pick(&["RSA ", "EC ", "OPENSSH ", ""]);
             let lines: Vec<String> = (0..rng.range(3, 12))
-                .map(|_| rng.from_alphabet(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", 64))
+                .map(|_| {
+                    rng.pick_chars(
+                        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+                        64,
+                    )
+                })
                 .collect();
             format!(
                 "-----BEGIN {label}PRIVATE KEY-----\n{}\n-----END {label}PRIVATE KEY-----",
@@ -520,9 +563,25 @@ fn positive(family: &str, index: usize, rng: &mut Rng) -> (String, (usize, usize
             place(rng.pick(IBAN_TEMPLATES), &format_iban(&iban, rng))
         }
         "email" => {
-            let user = format!("{}.{}{}", rng.pick(&["jane", "li", "omar", "sven", "ana"]), rng.pick(&["doe", "wei", "ali", "berg"]), rng.digits(2));
-            let domain = rng.pick(&["example.com", "corp.example.org", "mail.example.co.uk", "example.io"]);
-            let template = rng.pick(&["Contact {} for access.", "From: {}", "cc {}, thanks", "<{}>", "email={}"]);
+            let user = format!(
+                "{}.{}{}",
+                rng.pick(&["jane", "li", "omar", "sven", "ana"]),
+                rng.pick(&["doe", "wei", "ali", "berg"]),
+                rng.digits(2)
+            );
+            let domain = rng.pick(&[
+                "example.com",
+                "corp.example.org",
+                "mail.example.co.uk",
+                "example.io",
+            ]);
+            let template = rng.pick(&[
+                "Contact {} for access.",
+                "From: {}",
+                "cc {}, thanks",
+                "<{}>",
+                "email={}",
+            ]);
             place(template, &format!("{user}@{domain}"))
         }
         "phone" => {
@@ -542,24 +601,50 @@ fn positive(family: &str, index: usize, rng: &mut Rng) -> (String, (usize, usize
                 2 => format!("+44 20 7946 0{}", rng.digits(3)),
                 _ => format!("020 7946 0{}", rng.digits(3)),
             };
-            let template = rng.pick(&["Call me at {} after 5pm.", "phone: {}", "Reach the office on {}.", "{}"]);
+            let template = rng.pick(&[
+                "Call me at {} after 5pm.",
+                "phone: {}",
+                "Reach the office on {}.",
+                "{}",
+            ]);
             place(template, &number)
         }
         "ip_address" => {
             let address = if rng.below(3) == 0 {
                 format!("2001:db8:{:x}::{:x}", rng.below(65536), rng.range(1, 65535))
             } else {
-                format!("{}.{}.{}.{}", rng.range(1, 223), rng.below(256), rng.below(256), rng.range(1, 254))
+                format!(
+                    "{}.{}.{}.{}",
+                    rng.range(1, 223),
+                    rng.below(256),
+                    rng.below(256),
+                    rng.range(1, 254)
+                )
             };
-            place(rng.pick(&["The server at {} is down.", "allow from {}", "ssh admin@{} failed", "{}"]), &address)
+            place(
+                rng.pick(&[
+                    "The server at {} is down.",
+                    "allow from {}",
+                    "ssh admin@{} failed",
+                    "{}",
+                ]),
+                &address,
+            )
         }
         "us_ssn" => {
             let mut area = rng.range(1, 899);
             if area == 666 {
                 area = 667;
             }
-            let value = format!("{area:03}-{:02}-{:04}", rng.range(1, 99), rng.range(1, 9999));
-            place(rng.pick(&["SSN: {}", "my social is {} for the form", "{}"]), &value)
+            let value = format!(
+                "{area:03}-{:02}-{:04}",
+                rng.range(1, 99),
+                rng.range(1, 9999)
+            );
+            place(
+                rng.pick(&["SSN: {}", "my social is {} for the form", "{}"]),
+                &value,
+            )
         }
         "secret" => {
             let kind = index % 13;
@@ -591,8 +676,20 @@ fn positive(family: &str, index: usize, rng: &mut Rng) -> (String, (usize, usize
             place(template, phrase)
         }
         _ => {
-            let hidden = rng.pick(&["\u{200B}", "\u{202E}", "\u{2066}", "\u{E0041}\u{E0042}", "\u{FEFF}", "\u{200D}"]);
-            let template = rng.pick(&["pay{}load", "Please summarise this{} document.", "a{}b", "safe text {}then more"]);
+            let hidden = rng.pick(&[
+                "\u{200B}",
+                "\u{202E}",
+                "\u{2066}",
+                "\u{E0041}\u{E0042}",
+                "\u{FEFF}",
+                "\u{200D}",
+            ]);
+            let template = rng.pick(&[
+                "pay{}load",
+                "Please summarise this{} document.",
+                "a{}b",
+                "safe text {}then more",
+            ]);
             place(template, hidden)
         }
     }
@@ -610,9 +707,16 @@ fn near_miss(family: &str, index: usize, rng: &mut Rng) -> String {
                     bytes[last] = b'0' + (bytes[last] - b'0' + 1 + rng.below(9) as u8) % 10;
                     String::from_utf8_lossy(&bytes).into_owned()
                 }
-                1 => luhn_complete(&format!("{}{}", rng.pick(&["1", "7", "8", "9"]), rng.digits(14))),
+                1 => luhn_complete(&format!(
+                    "{}{}",
+                    rng.pick(&["1", "7", "8", "9"]),
+                    rng.digits(14)
+                )),
                 2 => luhn_complete(&format!("4{}", rng.digits(13))),
-                _ => { let count = rng.range(8, 12); rng.digits(count) },
+                _ => {
+                    let count = rng.range(8, 12);
+                    rng.digits(count)
+                }
             };
             fill(rng.pick(CARD_TEMPLATES), &format_card(&damaged, rng))
         }
@@ -625,7 +729,11 @@ fn near_miss(family: &str, index: usize, rng: &mut Rng) -> String {
                     if bytes[at].is_ascii_digit() {
                         bytes[at] = b'0' + (bytes[at] - b'0' + 1 + rng.below(9) as u8) % 10;
                     } else {
-                        bytes[at] = if bytes[at] == b'Z' { b'A' } else { bytes[at] + 1 };
+                        bytes[at] = if bytes[at] == b'Z' {
+                            b'A'
+                        } else {
+                            bytes[at] + 1
+                        };
                     }
                     String::from_utf8_lossy(&bytes).into_owned()
                 }
@@ -666,7 +774,12 @@ fn near_miss(family: &str, index: usize, rng: &mut Rng) -> String {
         "us_ssn" => {
             let value = match index % 4 {
                 0 => format!("666-{:02}-{:04}", rng.range(1, 99), rng.range(1, 9999)),
-                1 => format!("{}-{:02}-{:04}", rng.range(900, 999), rng.range(1, 99), rng.range(1, 9999)),
+                1 => format!(
+                    "{}-{:02}-{:04}",
+                    rng.range(900, 999),
+                    rng.range(1, 99),
+                    rng.range(1, 9999)
+                ),
                 2 => format!("{:03}-00-{:04}", rng.range(1, 899), rng.range(1, 9999)),
                 _ => format!("000-{:02}-{:04}", rng.range(1, 99), rng.range(1, 9999)),
             };
@@ -707,22 +820,35 @@ fn secret_near_miss(index: usize, rng: &mut Rng) -> String {
         4 => "AWS_SECRET_ACCESS_KEY=changeme".to_owned(),
         // A GitHub-shaped token whose CRC32 does not match.
         5 => format!("ghp_{}", rng.base62(36)),
-        6 => format!("AKIA{}", rng.from_alphabet(BASE32, 15)),
+        6 => format!("AKIA{}", rng.pick_chars(BASE32, 15)),
         7 => format!("token = get_token(user_{})", rng.digits(3)),
         8 => "password = os.environ[\"DB_PASSWORD\"]".to_owned(),
         9 => "if password == confirm_password:".to_owned(),
         10 => format!("max_tokens = {}", rng.range(64, 8192)),
-        11 => format!("https://github.com/acme/repo/commit/{}", rng.from_alphabet(b"0123456789abcdef", 40)),
+        11 => format!(
+            "https://github.com/acme/repo/commit/{}",
+            rng.pick_chars(b"0123456789abcdef", 40)
+        ),
         12 => format!("postgres://localhost:5432/app_{}", rng.digits(2)),
         13 => "Use sk-learn style pipelines for the task-force dataset.".to_owned(),
-        14 => format!("The tokenizer splits text into tokens; {} max.", rng.range(512, 4096)),
+        14 => format!(
+            "The tokenizer splits text into tokens; {} max.",
+            rng.range(512, 4096)
+        ),
         _ => format!("secret_name = \"prod-db-credentials-{}\"", rng.digits(2)),
     }
 }
 
 fn uuid(rng: &mut Rng) -> String {
-    let hex = rng.from_alphabet(b"0123456789abcdef", 32);
-    format!("{}-{}-4{}-a{}-{}", &hex[..8], &hex[8..12], &hex[13..16], &hex[17..20], &hex[20..])
+    let hex = rng.pick_chars(b"0123456789abcdef", 32);
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[13..16],
+        &hex[17..20],
+        &hex[20..]
+    )
 }
 
 fn hard_negative(index: usize, rng: &mut Rng) -> String {
@@ -730,13 +856,13 @@ fn hard_negative(index: usize, rng: &mut Rng) -> String {
         0 => format!("Please ignore the previous draft and rewrite section {} in a friendlier tone.", rng.range(1, 9)),
         1 => "Explain the difference between a system call and a library call.".to_owned(),
         2 => format!("The request id was {} and it failed at step 3.", uuid(rng)),
-        3 => format!("sha256: {}", rng.from_alphabet(b"0123456789abcdef", 64)),
+        3 => format!("sha256: {}", rng.pick_chars(b"0123456789abcdef", 64)),
         4 => format!("Order #{} placed on 2024-03-{:02} 14:{:02}:{:02}.", rng.digits(8), rng.range(1, 28), rng.below(60), rng.below(60)),
         5 => format!("Timestamp {} ms since epoch, build {}.", 1_700_000_000_000u64 + rng.next() % 10_000_000_000, rng.digits(5)),
         6 => "fn main() {\n    let tokens: Vec<&str> = input.split(' ').collect();\n    println!(\"{}\", tokens.len());\n}".to_owned(),
-        7 => format!("git checkout {} && cargo test", rng.from_alphabet(b"0123456789abcdef", 7)),
+        7 => format!("git checkout {} && cargo test", rng.pick_chars(b"0123456789abcdef", 7)),
         8 => "You are a helpful assistant. The system prompt says to be concise; ignore irrelevant details.".to_owned(),
-        9 => format!("Tracking number 1Z{}{} is delayed.", rng.from_alphabet(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", 6), rng.digits(10)),
+        9 => format!("Tracking number 1Z{}{} is delayed.", rng.pick_chars(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", 6), rng.digits(10)),
         10 => format!("Invoice INV-{}-{} totals $1,{}.{:02}", rng.digits(4), rng.digits(4), rng.digits(3), rng.below(100)),
         11 => format!("ISBN 978-3-16-{}-{}", rng.digits(6), rng.digits(1)),
         12 => format!("const config = {{ retries: 3, timeoutMs: {}, region: \"eu-west-1\" }};", rng.range(100, 9000)),
@@ -774,7 +900,9 @@ mod tests {
         for _ in 0..200 {
             let card: Vec<u8> = card_number(&mut rng).bytes().map(|b| b - b'0').collect();
             assert!(crate::detectors::card::is_card(&card));
-            assert!(crate::detectors::iban::is_iban(iban_number(&mut rng).as_bytes()));
+            assert!(crate::detectors::iban::is_iban(
+                iban_number(&mut rng).as_bytes()
+            ));
         }
     }
 }

@@ -180,7 +180,10 @@ impl DetectorId {
     pub fn is_built_in(self) -> bool {
         !matches!(
             self,
-            DetectorId::Keyword | DetectorId::Regex | DetectorId::Model | DetectorId::MaxPromptBytes
+            DetectorId::Keyword
+                | DetectorId::Regex
+                | DetectorId::Model
+                | DetectorId::MaxPromptBytes
         )
     }
 }
@@ -214,7 +217,9 @@ impl<'de> Deserialize<'de> for DetectorId {
                 return Ok(id);
             }
         }
-        Err(serde::de::Error::custom(format!("unknown detector id `{name}`")))
+        Err(serde::de::Error::custom(format!(
+            "unknown detector id `{name}`"
+        )))
     }
 }
 
@@ -307,7 +312,10 @@ mod tests {
             assert_eq!(selector, DetectorSelector::One(id));
             assert!(selector.selects(id));
         }
-        assert_eq!("secret".parse::<DetectorSelector>().unwrap(), DetectorSelector::AnySecret);
+        assert_eq!(
+            "secret".parse::<DetectorSelector>().unwrap(),
+            DetectorSelector::AnySecret
+        );
         assert!("secret.nope".parse::<DetectorSelector>().is_err());
         assert!("keyword".parse::<DetectorSelector>().is_err());
     }

@@ -24,7 +24,9 @@ pub enum PolicyError {
         id: String,
     },
     /// A rule's `match` sets none, or more than one, of the match kinds.
-    #[error("rule `{rule_id}`: `match` must set exactly one of detector, keywords, regex, model_allow, model_deny, max_prompt_bytes (found {found})")]
+    #[error(
+        "rule `{rule_id}`: `match` must set exactly one of detector, keywords, regex, model_allow, model_deny, max_prompt_bytes (found {found})"
+    )]
     MatchKind {
         /// The rule.
         rule_id: String,

@@ -13,7 +13,9 @@ use crate::rule::{Action, Phase};
 
 /// The overall outcome for a text: the most severe action among the findings that survived
 /// conflict resolution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Decision {
     /// Nothing to do (no findings, or only `allow` exceptions).
@@ -73,7 +75,10 @@ pub struct Finding {
     pub end: usize,
 }
 
-fn serialize_arc_str<S: serde::Serializer>(value: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
+fn serialize_arc_str<S: serde::Serializer>(
+    value: &Arc<str>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(value)
 }
 
@@ -247,15 +252,24 @@ mod tests {
     fn redaction_replaces_only_hidden_spans() {
         let text = "abc 1234 def 5678";
         let findings = vec![finding(Action::Redact, 4, 8), finding(Action::Flag, 13, 17)];
-        assert_eq!(redact_spans(text, &findings, 0), "abc [REDACTED:credit_card] def 5678");
-        assert!(matches!(redact_spans(text, &findings[1..], 0), Cow::Borrowed(_)));
+        assert_eq!(
+            redact_spans(text, &findings, 0),
+            "abc [REDACTED:credit_card] def 5678"
+        );
+        assert!(matches!(
+            redact_spans(text, &findings[1..], 0),
+            Cow::Borrowed(_)
+        ));
     }
 
     #[test]
     fn overlapping_spans_merge() {
         let text = "0123456789";
         let findings = vec![finding(Action::Redact, 2, 6), finding(Action::Block, 4, 8)];
-        assert_eq!(redact_spans(text, &findings, 0), "01[REDACTED:credit_card]89");
+        assert_eq!(
+            redact_spans(text, &findings, 0),
+            "01[REDACTED:credit_card]89"
+        );
     }
 
     #[test]

@@ -42,10 +42,13 @@ impl fmt::Debug for Normalized<'_> {
 /// non-ASCII characters is part of an emoji or script sequence and is kept.
 pub(crate) fn is_invisible(c: char, prev: Option<char>, next: Option<char>) -> bool {
     match c {
-        '\u{200D}' => {
-            prev.is_none_or(|p| p.is_ascii()) || next.is_none_or(|n| n.is_ascii())
-        }
-        '\u{00AD}' | '\u{180E}' | '\u{200B}' | '\u{200C}' | '\u{200E}' | '\u{200F}'
+        '\u{200D}' => prev.is_none_or(|p| p.is_ascii()) || next.is_none_or(|n| n.is_ascii()),
+        '\u{00AD}'
+        | '\u{180E}'
+        | '\u{200B}'
+        | '\u{200C}'
+        | '\u{200E}'
+        | '\u{200F}'
         | '\u{202A}'..='\u{202E}'
         | '\u{2060}'..='\u{2064}'
         | '\u{2066}'..='\u{2069}'
@@ -104,7 +107,14 @@ impl<'a> Normalized<'a> {
         while let Some((offset, c)) = chars.next() {
             let next = chars.peek().map(|&(_, n)| n);
             if is_invisible(c, prev, next) {
-                flush(&mut segment, segment_start, offset, &mut text, &mut starts, &mut ends);
+                flush(
+                    &mut segment,
+                    segment_start,
+                    offset,
+                    &mut text,
+                    &mut starts,
+                    &mut ends,
+                );
                 let end = offset + c.len_utf8();
                 match invisible.last_mut() {
                     Some(last) if last.1 == offset => last.1 = end,
@@ -117,7 +127,14 @@ impl<'a> Normalized<'a> {
             // A new segment starts at every starter (combining class 0): composition only
             // ever joins a starter with the marks that follow it.
             if canonical_combining_class(c) == 0 {
-                flush(&mut segment, segment_start, offset, &mut text, &mut starts, &mut ends);
+                flush(
+                    &mut segment,
+                    segment_start,
+                    offset,
+                    &mut text,
+                    &mut starts,
+                    &mut ends,
+                );
                 segment_start = offset;
             }
             segment.push(c);

@@ -130,7 +130,8 @@ impl fmt::Debug for Policy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Policy")
             .field("rules", &self.program.rules.len())
-            .field("anchors", &self.program.anchor_meta.len())
+            .field("secret_anchors", &self.program.secret_meta.len())
+            .field("keywords", &self.program.keyword_meta.len())
             .field("regexes", &self.program.regexes.len())
             .field("stream_holdback", &self.program.holdback)
             .finish()
@@ -190,16 +191,14 @@ struct CompiledRule {
     matcher: CompiledMatch,
 }
 
+/// What a tenant keyword pattern in the keyword automaton belongs to.
 #[derive(Debug)]
-enum AnchorMeta {
-    Secret(SecretAnchor, &'static str),
-    Injection,
-    Keyword {
-        rule: usize,
-        literal: Box<str>,
-        case_sensitive: bool,
-        whole_word: bool,
-    },
+struct KeywordMeta {
+    rule: usize,
+    /// The normalised keyword in its original case (checked when `case_sensitive`).
+    literal: Box<str>,
+    case_sensitive: bool,
+    whole_word: bool,
 }
 
 /// What to run for one phase.
@@ -221,10 +220,6 @@ impl ScanPlan {
             .iter()
             .any(|kind| self.secrets & secret_bit(*kind) != 0)
     }
-
-    fn wants_anchors(&self) -> bool {
-        self.injection || self.secrets != 0 || self.keywords
-    }
 }
 
 fn secret_bit(kind: SecretKind) -> u16 {
@@ -239,8 +234,14 @@ struct Program {
     /// Indices of model and size rules.
     meta_rules: Vec<usize>,
     plans: [ScanPlan; 2],
-    anchors: Option<AhoCorasick>,
-    anchor_meta: Vec<AnchorMeta>,
+    /// Case-sensitive secret prefixes (searched in the normalised text).
+    secret_anchors: Option<AhoCorasick>,
+    secret_meta: Vec<(SecretAnchor, &'static str)>,
+    /// Injection phrases, lower case (searched in the lower-cased text).
+    phrases: Option<AhoCorasick>,
+    /// Tenant keywords, lower case (searched in the lower-cased text).
+    keywords: Option<AhoCorasick>,
+    keyword_meta: Vec<KeywordMeta>,
     regex_set: Option<RegexSet>,
     /// (rule index, regex), in `regex_set` order.
     regexes: Vec<(usize, Regex)>,
@@ -287,8 +288,10 @@ fn is_word_char(c: char) -> bool {
 fn boundary_ok(text: &str, start: usize, end: usize) -> bool {
     let first = text[start..end].chars().next();
     let last = text[start..end].chars().next_back();
-    let before_ok = !first.is_some_and(is_word_char) || !text[..start].chars().next_back().is_some_and(is_word_char);
-    let after_ok = !last.is_some_and(is_word_char) || !text[end..].chars().next().is_some_and(is_word_char);
+    let before_ok = !first.is_some_and(is_word_char)
+        || !text[..start].chars().next_back().is_some_and(is_word_char);
+    let after_ok =
+        !last.is_some_and(is_word_char) || !text[end..].chars().next().is_some_and(is_word_char);
     before_ok && after_ok
 }
 
@@ -379,44 +382,63 @@ impl Policy {
         let mut rule_hits: Vec<(usize, usize, usize, DetectorId)> = Vec::new();
 
         if plan.structural.any() {
-            structural::scan(scan_text, plan.structural, &program.phone_regions, &mut hits);
+            structural::scan(
+                scan_text,
+                plan.structural,
+                &program.phone_regions,
+                &mut hits,
+            );
         }
-        if plan.wants_anchors()
-            && let Some(automaton) = &program.anchors
+        if plan.secrets != 0
+            && let Some(automaton) = &program.secret_anchors
         {
-            for found in automaton.find_overlapping_iter(scan_text) {
-                let (start, end) = (found.start(), found.end());
-                match &program.anchor_meta[found.pattern().as_usize()] {
-                    AnchorMeta::Secret(anchor, literal) => {
-                        if plan.wants_secret(*anchor)
-                            && let Some(hit) = secret::validate(scan_text, *anchor, literal, start)
-                            && plan.secrets & secret_kind_bit(hit.detector) != 0
-                        {
-                            hits.push(hit);
-                        }
+            for found in automaton.find_iter(scan_text) {
+                let (anchor, literal) = program.secret_meta[found.pattern().as_usize()];
+                if plan.wants_secret(anchor)
+                    && let Some(hit) = secret::validate(scan_text, anchor, literal, found.start())
+                    && plan.secrets & secret_kind_bit(hit.detector) != 0
+                {
+                    hits.push(hit);
+                }
+            }
+        }
+        let phrases = program.phrases.as_ref().filter(|_| plan.injection);
+        let keywords = program.keywords.as_ref().filter(|_| plan.keywords);
+        if phrases.is_some() || keywords.is_some() {
+            // One lower-cased copy (same byte offsets) lets both automata run case-sensitive
+            // searches, which use the fast SIMD prefilters.
+            let lower = scan_text.to_ascii_lowercase();
+            if let Some(automaton) = phrases {
+                for found in automaton.find_iter(&lower) {
+                    let phrase = &injection::PHRASES[found.pattern().as_usize()];
+                    if let Some(start) =
+                        injection::confirm(&lower, phrase, found.start(), found.end())
+                    {
+                        hits.push(Hit::new(
+                            DetectorId::PromptInjection,
+                            Confidence::Pattern,
+                            start,
+                            found.end(),
+                        ));
                     }
-                    AnchorMeta::Injection => {
-                        if plan.injection && boundary_ok(scan_text, start, end) {
-                            hits.push(Hit::new(DetectorId::PromptInjection, Confidence::Pattern, start, end));
-                        }
+                }
+            }
+            if let Some(automaton) = keywords {
+                for found in automaton.find_iter(&lower) {
+                    let (start, end) = (found.start(), found.end());
+                    let meta = &program.keyword_meta[found.pattern().as_usize()];
+                    if !program.rules[meta.rule].phase.covers(context.phase) {
+                        continue;
                     }
-                    AnchorMeta::Keyword {
-                        rule,
-                        literal,
-                        case_sensitive,
-                        whole_word,
-                    } => {
-                        if !program.rules[*rule].phase.covers(context.phase) {
-                            continue;
-                        }
-                        if *case_sensitive && scan_text.as_bytes().get(start..end) != Some(literal.as_bytes()) {
-                            continue;
-                        }
-                        if *whole_word && !boundary_ok(scan_text, start, end) {
-                            continue;
-                        }
-                        rule_hits.push((*rule, start, end, DetectorId::Keyword));
+                    if meta.case_sensitive
+                        && scan_text.as_bytes().get(start..end) != Some(meta.literal.as_bytes())
+                    {
+                        continue;
                     }
+                    if meta.whole_word && !boundary_ok(scan_text, start, end) {
+                        continue;
+                    }
+                    rule_hits.push((meta.rule, start, end, DetectorId::Keyword));
                 }
             }
         }
@@ -438,7 +460,14 @@ impl Policy {
 
         for hit in &hits {
             let (start, end) = normalized.to_original(hit.start, hit.end);
-            self.push_detector_findings(hit.detector, hit.confidence, start, end, context.phase, &mut raw);
+            self.push_detector_findings(
+                hit.detector,
+                hit.confidence,
+                start,
+                end,
+                context.phase,
+                &mut raw,
+            );
         }
         if plan.invisible {
             for &(start, end) in normalized.invisible_spans() {
@@ -491,7 +520,10 @@ impl Policy {
             else {
                 continue;
             };
-            if !rule.phase.covers(phase) || !selector.selects(detector) || confidence < min_confidence {
+            if !rule.phase.covers(phase)
+                || !selector.selects(detector)
+                || confidence < min_confidence
+            {
                 continue;
             }
             raw.push(RawFinding {
@@ -518,11 +550,15 @@ impl Policy {
             }
             let (matched, detector) = match &rule.matcher {
                 CompiledMatch::ModelAllow(patterns) => (
-                    context.model.is_some_and(|m| !patterns.iter().any(|p| p.matches(m))),
+                    context
+                        .model
+                        .is_some_and(|m| !patterns.iter().any(|p| p.matches(m))),
                     DetectorId::Model,
                 ),
                 CompiledMatch::ModelDeny(patterns) => (
-                    context.model.is_some_and(|m| patterns.iter().any(|p| p.matches(m))),
+                    context
+                        .model
+                        .is_some_and(|m| patterns.iter().any(|p| p.matches(m))),
                     DetectorId::Model,
                 ),
                 CompiledMatch::MaxPromptBytes(limit) => (
@@ -563,15 +599,21 @@ fn merge_duplicates(raw: &mut Vec<RawFinding>) {
         return;
     }
     raw.sort_by(|a, b| {
-        (a.finding.start, a.finding.end, &a.finding.rule_id).cmp(&(b.finding.start, b.finding.end, &b.finding.rule_id))
+        (a.finding.start, a.finding.end, &a.finding.rule_id).cmp(&(
+            b.finding.start,
+            b.finding.end,
+            &b.finding.rule_id,
+        ))
     });
     let mut merged: Vec<RawFinding> = Vec::with_capacity(raw.len());
     for item in raw.drain(..) {
         let duplicate = merged.iter_mut().rev().take(8).find(|kept| {
             kept.finding.rule_id == item.finding.rule_id
                 && kept.finding.detector == item.finding.detector
-                && (kept.finding.start == item.finding.start && kept.finding.end == item.finding.end
-                    || (item.finding.start < kept.finding.end && kept.finding.start < item.finding.end))
+                && (kept.finding.start == item.finding.start
+                    && kept.finding.end == item.finding.end
+                    || (item.finding.start < kept.finding.end
+                        && kept.finding.start < item.finding.end))
         });
         match duplicate {
             Some(kept) => {
@@ -603,7 +645,9 @@ pub(crate) fn resolve(raw: Vec<RawFinding>) -> Evaluation {
             evaluation.suppressed += 1;
             continue;
         }
-        evaluation.decision = evaluation.decision.max(Decision::from_action(item.finding.action));
+        evaluation.decision = evaluation
+            .decision
+            .max(Decision::from_action(item.finding.action));
         evaluation.findings.push(item.finding);
     }
     evaluation
@@ -616,20 +660,29 @@ struct Builder {
     detector_rules: Vec<usize>,
     meta_rules: Vec<usize>,
     plans: [ScanPlan; 2],
-    /// Tenant keyword anchors: (literal, meta).
-    keyword_anchors: Vec<(String, AnchorMeta)>,
+    /// Tenant keywords: (lower-cased literal, meta).
+    keyword_anchors: Vec<(String, KeywordMeta)>,
     regex_sources: Vec<String>,
     regexes: Vec<(usize, Regex)>,
     holdback: usize,
 }
 
 impl Builder {
-    fn add(&mut self, rule: &Rule, shadow: bool, options: &CompileOptions) -> Result<(), PolicyError> {
+    fn add(
+        &mut self,
+        rule: &Rule,
+        shadow: bool,
+        options: &CompileOptions,
+    ) -> Result<(), PolicyError> {
         if !valid_rule_id(&rule.id) {
-            return Err(PolicyError::InvalidRuleId { id: rule.id.clone() });
+            return Err(PolicyError::InvalidRuleId {
+                id: rule.id.clone(),
+            });
         }
         if !self.ids.insert(rule.id.clone()) {
-            return Err(PolicyError::DuplicateRuleId { id: rule.id.clone() });
+            return Err(PolicyError::DuplicateRuleId {
+                id: rule.id.clone(),
+            });
         }
         let spec = &rule.matcher;
         let kinds = usize::from(spec.detector.is_some())
@@ -645,11 +698,12 @@ impl Builder {
             });
         }
         let rule_index = self.rules.len();
-        let misplaced = |option: &'static str, match_kind: &'static str| PolicyError::MisplacedOption {
-            rule_id: rule.id.clone(),
-            option,
-            match_kind,
-        };
+        let misplaced =
+            |option: &'static str, match_kind: &'static str| PolicyError::MisplacedOption {
+                rule_id: rule.id.clone(),
+                option,
+                match_kind,
+            };
         let matcher = if let Some(selector) = spec.detector {
             if spec.case_sensitive {
                 return Err(misplaced("case_sensitive", "detector"));
@@ -663,7 +717,9 @@ impl Builder {
                 return Err(misplaced("min_confidence", "keyword"));
             }
             if words.is_empty() || words.iter().any(|w| w.trim().is_empty()) {
-                return Err(PolicyError::EmptyKeyword { rule_id: rule.id.clone() });
+                return Err(PolicyError::EmptyKeyword {
+                    rule_id: rule.id.clone(),
+                });
             }
             if words.len() > options.max_keywords_per_rule {
                 return Err(PolicyError::TooLarge {
@@ -685,8 +741,8 @@ impl Builder {
                 let normalized = Normalized::new(word).text().to_owned();
                 self.holdback = self.holdback.max(normalized.len() + 1);
                 self.keyword_anchors.push((
-                    normalized.clone(),
-                    AnchorMeta::Keyword {
+                    normalized.to_ascii_lowercase(),
+                    KeywordMeta {
                         rule: rule_index,
                         literal: normalized.into_boxed_str(),
                         case_sensitive: spec.case_sensitive,
@@ -719,7 +775,9 @@ impl Builder {
 
         let spanless = matches!(
             matcher,
-            CompiledMatch::ModelAllow(_) | CompiledMatch::ModelDeny(_) | CompiledMatch::MaxPromptBytes(_)
+            CompiledMatch::ModelAllow(_)
+                | CompiledMatch::ModelDeny(_)
+                | CompiledMatch::MaxPromptBytes(_)
         );
         if spanless && matches!(rule.action, Action::Redact | Action::Allow) {
             return Err(PolicyError::UnsupportedAction {
@@ -753,7 +811,11 @@ impl Builder {
             id: Arc::from(rule.id.as_str()),
             priority: rule.priority,
             phase: rule.phase,
-            action: if shadow { downgrade(rule.action) } else { rule.action },
+            action: if shadow {
+                downgrade(rule.action)
+            } else {
+                rule.action
+            },
             matcher,
         });
         Ok(())
@@ -778,10 +840,13 @@ impl Builder {
             rule_id: rule.id.clone(),
             message,
         };
-        let hir = regex_automata::util::syntax::parse(pattern).map_err(|e| regex_error(e.to_string()))?;
+        let hir =
+            regex_automata::util::syntax::parse(pattern).map_err(|e| regex_error(e.to_string()))?;
         let properties = hir.properties();
         if properties.minimum_len() == Some(0) {
-            return Err(PolicyError::RegexMatchesEmpty { rule_id: rule.id.clone() });
+            return Err(PolicyError::RegexMatchesEmpty {
+                rule_id: rule.id.clone(),
+            });
         }
         let bounded = properties.maximum_len().unwrap_or(usize::MAX);
         if bounded <= MAX_STREAM_HOLDBACK {
@@ -803,38 +868,43 @@ impl Builder {
         options: &CompileOptions,
         phone_regions: Vec<phonenumber::country::Id>,
     ) -> Result<Policy, PolicyError> {
-        let mut literals: Vec<String> = Vec::new();
-        let mut anchor_meta: Vec<AnchorMeta> = Vec::new();
-        let any_secret = self.plans.iter().any(|p| p.secrets != 0);
-        if any_secret {
-            for &(literal, anchor) in secret::ANCHORS {
-                if self.plans.iter().any(|p| p.wants_secret(anchor)) {
-                    literals.push(literal.to_owned());
-                    anchor_meta.push(AnchorMeta::Secret(anchor, literal));
-                }
+        let build = |patterns: &[&str]| -> Result<Option<AhoCorasick>, PolicyError> {
+            if patterns.is_empty() {
+                return Ok(None);
             }
-        }
-        if self.plans.iter().any(|p| p.injection) {
-            for phrase in injection::PHRASES {
-                literals.push((*phrase).to_owned());
-                anchor_meta.push(AnchorMeta::Injection);
-            }
-        }
-        for (literal, meta) in self.keyword_anchors.drain(..) {
-            literals.push(literal);
-            anchor_meta.push(meta);
-        }
-        let anchors = if literals.is_empty() {
-            None
-        } else {
-            Some(
-                AhoCorasick::builder()
-                    .ascii_case_insensitive(true)
-                    .match_kind(MatchKind::Standard)
-                    .build(&literals)
-                    .map_err(|e| PolicyError::Automaton { message: e.to_string() })?,
-            )
+            AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostLongest)
+                .build(patterns)
+                .map(Some)
+                .map_err(|e| PolicyError::Automaton {
+                    message: e.to_string(),
+                })
         };
+        let secret_meta: Vec<(SecretAnchor, &'static str)> = secret::ANCHORS
+            .iter()
+            .filter(|(_, anchor)| self.plans.iter().any(|p| p.wants_secret(*anchor)))
+            .map(|&(literal, anchor)| (anchor, literal))
+            .collect();
+        let secret_literals: Vec<&str> = secret_meta.iter().map(|&(_, literal)| literal).collect();
+        let secret_anchors = build(&secret_literals)?;
+        let phrases = if self.plans.iter().any(|p| p.injection) {
+            let anchors: Vec<&str> = injection::PHRASES.iter().map(|p| p.anchor).collect();
+            build(&anchors)?
+        } else {
+            None
+        };
+        let keyword_literals: Vec<String> = self
+            .keyword_anchors
+            .iter()
+            .map(|(l, _)| l.clone())
+            .collect();
+        let keyword_refs: Vec<&str> = keyword_literals.iter().map(String::as_str).collect();
+        let keywords = build(&keyword_refs)?;
+        let keyword_meta: Vec<KeywordMeta> = self
+            .keyword_anchors
+            .drain(..)
+            .map(|(_, meta)| meta)
+            .collect();
         let regex_set = if self.regex_sources.is_empty() {
             None
         } else {
@@ -861,8 +931,11 @@ impl Builder {
                 detector_rules: self.detector_rules,
                 meta_rules: self.meta_rules,
                 plans: self.plans,
-                anchors,
-                anchor_meta,
+                secret_anchors,
+                secret_meta,
+                phrases,
+                keywords,
+                keyword_meta,
                 regex_set,
                 regexes: self.regexes,
                 phone_regions,
@@ -878,6 +951,7 @@ fn enable(plan: &mut ScanPlan, selector: DetectorSelector) {
             for kind in SecretKind::ALL {
                 plan.secrets |= secret_bit(kind);
             }
+            plan.structural.assignment = true;
         }
         DetectorSelector::One(id) => match id {
             DetectorId::CreditCard => plan.structural.card = true,
@@ -886,10 +960,18 @@ fn enable(plan: &mut ScanPlan, selector: DetectorSelector) {
             DetectorId::Phone => plan.structural.phone = true,
             DetectorId::IpAddress => plan.structural.ip = true,
             DetectorId::UsSsn => plan.structural.ssn = true,
-            DetectorId::Secret(kind) => plan.secrets |= secret_bit(kind),
+            DetectorId::Secret(kind) => {
+                plan.secrets |= secret_bit(kind);
+                if kind == SecretKind::Generic {
+                    plan.structural.assignment = true;
+                }
+            }
             DetectorId::PromptInjection => plan.injection = true,
             DetectorId::InvisibleText => plan.invisible = true,
-            DetectorId::Keyword | DetectorId::Regex | DetectorId::Model | DetectorId::MaxPromptBytes => {}
+            DetectorId::Keyword
+            | DetectorId::Regex
+            | DetectorId::Model
+            | DetectorId::MaxPromptBytes => {}
         },
     }
 }

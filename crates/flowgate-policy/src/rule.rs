@@ -57,7 +57,9 @@ impl RulePhase {
     pub fn covers(self, phase: Phase) -> bool {
         matches!(
             (self, phase),
-            (RulePhase::Both, _) | (RulePhase::Request, Phase::Request) | (RulePhase::Response, Phase::Response)
+            (RulePhase::Both, _)
+                | (RulePhase::Request, Phase::Request)
+                | (RulePhase::Response, Phase::Response)
         )
     }
 }
@@ -288,7 +290,9 @@ impl Preset {
             Preset::Strict => {
                 "block cards, IBANs, SSNs, secrets and prompt injection; redact e-mail, phone, IP addresses and invisible text"
             }
-            Preset::AuditOnly => "the default rules, but every action is downgraded to flag (shadow mode)",
+            Preset::AuditOnly => {
+                "the default rules, but every action is downgraded to flag (shadow mode)"
+            }
         }
     }
 
@@ -319,8 +323,16 @@ impl Preset {
                 rule(DetectorSelector::AnySecret, Action::Redact, RulePhase::Both),
                 rule(one(DetectorId::Email), Action::Flag, RulePhase::Both),
                 rule(one(DetectorId::Phone), Action::Flag, RulePhase::Both),
-                rule(one(DetectorId::PromptInjection), Action::Flag, RulePhase::Request),
-                rule(one(DetectorId::InvisibleText), Action::Flag, RulePhase::Both),
+                rule(
+                    one(DetectorId::PromptInjection),
+                    Action::Flag,
+                    RulePhase::Request,
+                ),
+                rule(
+                    one(DetectorId::InvisibleText),
+                    Action::Flag,
+                    RulePhase::Both,
+                ),
             ],
             Preset::Strict => vec![
                 rule(one(DetectorId::CreditCard), Action::Block, RulePhase::Both),
@@ -330,8 +342,16 @@ impl Preset {
                 rule(one(DetectorId::Email), Action::Redact, RulePhase::Both),
                 rule(one(DetectorId::Phone), Action::Redact, RulePhase::Both),
                 rule(one(DetectorId::IpAddress), Action::Redact, RulePhase::Both),
-                rule(one(DetectorId::PromptInjection), Action::Block, RulePhase::Request),
-                rule(one(DetectorId::InvisibleText), Action::Redact, RulePhase::Both),
+                rule(
+                    one(DetectorId::PromptInjection),
+                    Action::Block,
+                    RulePhase::Request,
+                ),
+                rule(
+                    one(DetectorId::InvisibleText),
+                    Action::Redact,
+                    RulePhase::Both,
+                ),
             ],
         };
         if self.downgrades_to_flag() {
@@ -390,7 +410,9 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_rejected() {
-        let err = parse_rules_toml("[[rules]]\nid='a'\naction='block'\nmatch={regex='x'}\nbogus=1\n").unwrap_err();
+        let err =
+            parse_rules_toml("[[rules]]\nid='a'\naction='block'\nmatch={regex='x'}\nbogus=1\n")
+                .unwrap_err();
         assert!(matches!(err, PolicyError::Toml { .. }));
         let json = r#"{"id":"a","action":"flag","match":{"detector":"email","nope":true}}"#;
         assert!(serde_json::from_str::<Rule>(json).is_err());
@@ -402,16 +424,32 @@ mod tests {
     fn json_round_trip() {
         let rule = Rule::new("r1", RuleMatch::keywords(["x"]), Action::Flag).with_priority(3);
         let json = serde_json::to_string(&rule).unwrap();
-        assert_eq!(json, r#"{"id":"r1","priority":3,"phase":"both","match":{"keywords":["x"]},"action":"flag"}"#);
+        assert_eq!(
+            json,
+            r#"{"id":"r1","priority":3,"phase":"both","match":{"keywords":["x"]},"action":"flag"}"#
+        );
         assert_eq!(serde_json::from_str::<Rule>(&json).unwrap(), rule);
     }
 
     #[test]
     fn audit_only_downgrades_everything_but_allow() {
-        assert!(Preset::AuditOnly.rules().iter().all(|r| r.action == Action::Flag));
+        assert!(
+            Preset::AuditOnly
+                .rules()
+                .iter()
+                .all(|r| r.action == Action::Flag)
+        );
         assert_eq!(downgrade(Action::Allow), Action::Allow);
-        assert!(Preset::Strict.rules().iter().any(|r| r.action == Action::Block));
+        assert!(
+            Preset::Strict
+                .rules()
+                .iter()
+                .any(|r| r.action == Action::Block)
+        );
         assert_eq!(Preset::from_name("audit-only"), Some(Preset::AuditOnly));
-        assert_eq!(serde_json::to_string(&Preset::AuditOnly).unwrap(), "\"audit-only\"");
+        assert_eq!(
+            serde_json::to_string(&Preset::AuditOnly).unwrap(),
+            "\"audit-only\""
+        );
     }
 }

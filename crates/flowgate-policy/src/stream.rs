@@ -163,14 +163,22 @@ impl StreamScreener {
         }
 
         let settled: Vec<&Finding> = pending.into_iter().filter(|f| f.start < cut).collect();
-        if let Some(block) = settled.iter().filter(|f| f.action == Action::Block).min_by_key(|f| f.start) {
+        if let Some(block) = settled
+            .iter()
+            .filter(|f| f.action == Action::Block)
+            .min_by_key(|f| f.start)
+        {
             let block_start = block.start;
             let before: Vec<Finding> = settled
                 .iter()
                 .filter(|f| f.start < block_start)
                 .map(|f| (*f).clone())
                 .collect();
-            out.push_str(&redact_spans(&self.buffer[self.emitted..block_start], &before, self.emitted));
+            out.push_str(&redact_spans(
+                &self.buffer[self.emitted..block_start],
+                &before,
+                self.emitted,
+            ));
             let block = (*block).clone();
             for finding in before.into_iter().chain(std::iter::once(block)) {
                 self.record(finding);
@@ -181,7 +189,11 @@ impl StreamScreener {
         }
 
         let owned: Vec<Finding> = settled.into_iter().cloned().collect();
-        out.push_str(&redact_spans(&self.buffer[self.emitted..cut], &owned, self.emitted));
+        out.push_str(&redact_spans(
+            &self.buffer[self.emitted..cut],
+            &owned,
+            self.emitted,
+        ));
         for finding in owned {
             self.record(finding);
         }
@@ -250,7 +262,10 @@ mod tests {
                 assert_eq!(status, StreamStatus::Continue);
                 assert_eq!(out, expected_text, "split at {split}");
                 assert_eq!(findings.len(), 1);
-                assert_eq!((findings[0].start, findings[0].end), (expected.findings[0].start, expected.findings[0].end));
+                assert_eq!(
+                    (findings[0].start, findings[0].end),
+                    (expected.findings[0].start, expected.findings[0].end)
+                );
             }
         }
     }
@@ -276,7 +291,10 @@ mod tests {
         for _ in 0..40 {
             screener.push("MIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n", &mut out);
         }
-        assert!(!out.contains("MIIE"), "key material leaked while the block was open");
+        assert!(
+            !out.contains("MIIE"),
+            "key material leaked while the block was open"
+        );
         screener.push("-----END PRIVATE KEY-----\nbye", &mut out);
         screener.finish(&mut out);
         assert_eq!(out, "here: [REDACTED:secret.private_key]\nbye");
@@ -284,7 +302,11 @@ mod tests {
 
     #[test]
     fn block_stops_the_stream_before_the_span() {
-        let rules = [Rule::new("no-falcon", RuleMatch::keywords(["project falcon"]), Action::Block)];
+        let rules = [Rule::new(
+            "no-falcon",
+            RuleMatch::keywords(["project falcon"]),
+            Action::Block,
+        )];
         let policy = Policy::compile(None, &rules).unwrap();
         let filler = "safe words ".repeat(40);
         let text = format!("{filler}about Project Falcon and more {filler}");

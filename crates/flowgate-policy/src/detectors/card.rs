@@ -17,7 +17,7 @@ pub(crate) fn luhn_valid(digits: &[u8]) -> bool {
         }
         sum += value;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// The leading `count` digits as a number.
@@ -85,7 +85,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn digits(s: &str) -> Vec<u8> {
-        s.bytes().filter(u8::is_ascii_digit).map(|b| b - b'0').collect()
+        s.bytes()
+            .filter(u8::is_ascii_digit)
+            .map(|b| b - b'0')
+            .collect()
     }
 
     #[test]
@@ -119,7 +122,7 @@ mod tests {
     proptest! {
         #[test]
         fn changing_one_digit_breaks_luhn(body in proptest::collection::vec(0u8..10, 15), position in 0usize..16, delta in 1u8..10) {
-            let mut number = body.clone();
+            let mut number = body;
             number.push(0);
             let check = (0..10).find(|&c| { number[15] = c; luhn_valid(&number) }).unwrap();
             number[15] = check;

@@ -20,7 +20,12 @@ pub(crate) struct Hit {
 }
 
 impl Hit {
-    pub(crate) fn new(detector: DetectorId, confidence: Confidence, start: usize, end: usize) -> Self {
+    pub(crate) fn new(
+        detector: DetectorId,
+        confidence: Confidence,
+        start: usize,
+        end: usize,
+    ) -> Self {
         Hit {
             detector,
             confidence,

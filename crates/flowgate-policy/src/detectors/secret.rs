@@ -25,7 +25,6 @@ pub(crate) enum SecretAnchor {
     PemBegin,
     Jwt,
     UrlScheme,
-    Keyword,
 }
 
 impl SecretAnchor {
@@ -42,13 +41,12 @@ impl SecretAnchor {
             SecretAnchor::PemBegin => &[SecretKind::PrivateKey],
             SecretAnchor::Jwt => &[SecretKind::Jwt],
             SecretAnchor::UrlScheme => &[SecretKind::ConnectionString],
-            SecretAnchor::Keyword => &[SecretKind::Generic],
         }
     }
 }
 
-/// Anchor literals. Matching is ASCII case-insensitive; validators re-check case where the
-/// format is case-sensitive.
+/// Anchor literals (case-sensitive). Keyword-anchored assignments are found from their
+/// operator instead (see [`assignment_at`]).
 pub(crate) const ANCHORS: &[(&str, SecretAnchor)] = &[
     ("AKIA", SecretAnchor::Aws),
     ("ASIA", SecretAnchor::Aws),
@@ -77,26 +75,11 @@ pub(crate) const ANCHORS: &[(&str, SecretAnchor)] = &[
     ("-----BEGIN ", SecretAnchor::PemBegin),
     ("eyJ", SecretAnchor::Jwt),
     ("://", SecretAnchor::UrlScheme),
-    ("password", SecretAnchor::Keyword),
-    ("passwd", SecretAnchor::Keyword),
-    ("pwd", SecretAnchor::Keyword),
-    ("secret", SecretAnchor::Keyword),
-    ("token", SecretAnchor::Keyword),
-    ("api_key", SecretAnchor::Keyword),
-    ("apikey", SecretAnchor::Keyword),
-    ("api-key", SecretAnchor::Keyword),
-    ("access_key", SecretAnchor::Keyword),
-    ("private_key", SecretAnchor::Keyword),
-    ("credential", SecretAnchor::Keyword),
-    ("auth", SecretAnchor::Keyword),
 ];
 
 /// Anchors whose literal is case-sensitive in the real format.
 fn exact_case(anchor: SecretAnchor) -> bool {
-    !matches!(
-        anchor,
-        SecretAnchor::Keyword | SecretAnchor::UrlScheme | SecretAnchor::SlackWebhook
-    )
+    !matches!(anchor, SecretAnchor::UrlScheme | SecretAnchor::SlackWebhook)
 }
 
 /// The cap on a PEM block or JWT (bytes): longer ones are redacted up to the cap.
@@ -104,9 +87,33 @@ pub(crate) const LONG_SECRET_CAP: usize = 16 * 1024;
 
 /// Placeholder fragments that mark a value as documentation rather than a credential.
 const PLACEHOLDERS: &[&str] = &[
-    "your", "here", "example", "placeholder", "changeme", "change_me", "dummy", "sample",
-    "replace", "xxxx", "****", "....", "redacted", "insert", "todo", "fixme", "secret",
-    "password", "token", "test123", "foobar", "lorem", "<", ">", "{", "}", "$",
+    "your",
+    "here",
+    "example",
+    "placeholder",
+    "changeme",
+    "change_me",
+    "dummy",
+    "sample",
+    "replace",
+    "xxxx",
+    "****",
+    "....",
+    "redacted",
+    "insert",
+    "todo",
+    "fixme",
+    "secret",
+    "password",
+    "token",
+    "test123",
+    "foobar",
+    "lorem",
+    "<",
+    ">",
+    "{",
+    "}",
+    "$",
 ];
 
 fn hit(kind: SecretKind, confidence: Confidence, start: usize, end: usize) -> Hit {
@@ -145,7 +152,9 @@ pub(crate) fn validate(text: &str, anchor: SecretAnchor, literal: &str, pos: usi
             if !left_boundary(bytes, pos) {
                 return None;
             }
-            let end = run_of(bytes, after, 17, |b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b));
+            let end = run_of(bytes, after, 17, |b| {
+                b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b)
+            });
             (end - after == 16 && !bytes.get(end).is_some_and(|&b| is_token_char(b)))
                 .then(|| hit(SecretKind::AwsAccessKey, Confidence::Pattern, pos, end))
         }
@@ -164,9 +173,12 @@ pub(crate) fn validate(text: &str, anchor: SecretAnchor, literal: &str, pos: usi
             if !left_boundary(bytes, pos) {
                 return None;
             }
-            let end = run_of(bytes, after, 100, |b| b.is_ascii_alphanumeric() || b == b'_');
-            ((70..=95).contains(&(end - after)) && !bytes.get(end).is_some_and(|&b| is_token_char(b)))
-                .then(|| hit(SecretKind::GithubToken, Confidence::Pattern, pos, end))
+            let end = run_of(bytes, after, 100, |b| {
+                b.is_ascii_alphanumeric() || b == b'_'
+            });
+            ((70..=95).contains(&(end - after))
+                && !bytes.get(end).is_some_and(|&b| is_token_char(b)))
+            .then(|| hit(SecretKind::GithubToken, Confidence::Pattern, pos, end))
         }
         SecretAnchor::SkDash => {
             if !left_boundary(bytes, pos) {
@@ -195,18 +207,28 @@ pub(crate) fn validate(text: &str, anchor: SecretAnchor, literal: &str, pos: usi
             if !left_boundary(bytes, pos) {
                 return None;
             }
-            let end = run_of(bytes, after, 250, |b| b.is_ascii_alphanumeric() || b == b'-');
+            let end = run_of(bytes, after, 250, |b| {
+                b.is_ascii_alphanumeric() || b == b'-'
+            });
             let body = &bytes[after..end];
-            (body.len() >= 20 && body.iter().any(u8::is_ascii_digit) && !bytes.get(end).is_some_and(|&b| is_word(b)))
-                .then(|| hit(SecretKind::Slack, Confidence::Pattern, pos, end))
+            (body.len() >= 20
+                && body.iter().any(u8::is_ascii_digit)
+                && !bytes.get(end).is_some_and(|&b| is_word(b)))
+            .then(|| hit(SecretKind::Slack, Confidence::Pattern, pos, end))
         }
         SecretAnchor::SlackWebhook => {
-            let end = run_of(bytes, after, 120, |b| b.is_ascii_alphanumeric() || b == b'/' || b == b'_');
+            let end = run_of(bytes, after, 120, |b| {
+                b.is_ascii_alphanumeric() || b == b'/' || b == b'_'
+            });
             let path = &bytes[after..end];
             if path.iter().filter(|&&b| b == b'/').count() < 2 || path.len() < 30 {
                 return None;
             }
-            let start = if pos >= 8 && &bytes[pos - 8..pos] == b"https://" { pos - 8 } else { pos };
+            let start = if pos >= 8 && &bytes[pos - 8..pos] == b"https://" {
+                pos - 8
+            } else {
+                pos
+            };
             Some(hit(SecretKind::Slack, Confidence::Pattern, start, end))
         }
         SecretAnchor::Stripe => {
@@ -214,8 +236,9 @@ pub(crate) fn validate(text: &str, anchor: SecretAnchor, literal: &str, pos: usi
                 return None;
             }
             let end = run_of(bytes, after, 248, is_base62);
-            ((24..=247).contains(&(end - after)) && !bytes.get(end).is_some_and(|&b| is_token_char(b)))
-                .then(|| hit(SecretKind::Stripe, Confidence::Pattern, pos, end))
+            ((24..=247).contains(&(end - after))
+                && !bytes.get(end).is_some_and(|&b| is_token_char(b)))
+            .then(|| hit(SecretKind::Stripe, Confidence::Pattern, pos, end))
         }
         SecretAnchor::GoogleApiKey => {
             if !left_boundary(bytes, pos) {
@@ -236,7 +259,6 @@ pub(crate) fn validate(text: &str, anchor: SecretAnchor, literal: &str, pos: usi
         SecretAnchor::PemBegin => pem(text, pos, after),
         SecretAnchor::Jwt => jwt(bytes, pos),
         SecretAnchor::UrlScheme => url_password(bytes, pos),
-        SecretAnchor::Keyword => keyword_assignment(bytes, pos, after),
     }
 }
 
@@ -289,7 +311,10 @@ fn pem(text: &str, pos: usize, after: usize) -> Option<Hit> {
         Some(at) => {
             let end_marker = body_start + at;
             let tail = &bytes[end_marker..limit];
-            match tail.get(9..).and_then(|rest| rest.windows(5).position(|w| w == b"-----")) {
+            match tail
+                .get(9..)
+                .and_then(|rest| rest.windows(5).position(|w| w == b"-----"))
+            {
                 Some(close) => end_marker + 9 + close + 5,
                 None => limit,
             }
@@ -321,19 +346,30 @@ fn jwt(bytes: &[u8], pos: usize) -> Option<Hit> {
     let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(&bytes[pos..header_end])
         .ok()?;
-    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&decoded).ok()?;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&decoded).ok()?;
     if !header.contains_key("alg") {
         return None;
     }
     let payload_start = header_end + 1;
     let cap = pos + LONG_SECRET_CAP;
-    let payload_end = run_of(bytes, payload_start, cap.saturating_sub(payload_start), is_b64url);
+    let payload_end = run_of(
+        bytes,
+        payload_start,
+        cap.saturating_sub(payload_start),
+        is_b64url,
+    );
     if payload_end - payload_start < 2 {
         return None;
     }
     let mut end = payload_end;
     if bytes.get(payload_end) == Some(&b'.') {
-        end = run_of(bytes, payload_end + 1, cap.saturating_sub(payload_end + 1), is_b64url);
+        end = run_of(
+            bytes,
+            payload_end + 1,
+            cap.saturating_sub(payload_end + 1),
+            is_b64url,
+        );
     }
     Some(hit(SecretKind::Jwt, Confidence::Validated, pos, end))
 }
@@ -349,7 +385,10 @@ fn url_password(bytes: &[u8], pos: usize) -> Option<Hit> {
     }
     let authority_start = pos + 3;
     let authority_end = run_of(bytes, authority_start, 256, |b| {
-        !matches!(b, b'/' | b'?' | b'#' | b' ' | b'\t' | b'\n' | b'\r' | b'"' | b'\'' | b'<' | b'>' | b'`')
+        !matches!(
+            b,
+            b'/' | b'?' | b'#' | b' ' | b'\t' | b'\n' | b'\r' | b'"' | b'\'' | b'<' | b'>' | b'`'
+        )
     });
     let authority = &bytes[authority_start..authority_end];
     let at = authority.iter().rposition(|&b| b == b'@')?;
@@ -360,7 +399,12 @@ fn url_password(bytes: &[u8], pos: usize) -> Option<Hit> {
         return None;
     }
     let start = authority_start + colon + 1;
-    Some(hit(SecretKind::ConnectionString, Confidence::Pattern, start, start + password.len()))
+    Some(hit(
+        SecretKind::ConnectionString,
+        Confidence::Pattern,
+        start,
+        start + password.len(),
+    ))
 }
 
 fn is_placeholder(value: &[u8]) -> bool {
@@ -368,7 +412,9 @@ fn is_placeholder(value: &[u8]) -> bool {
     if PLACEHOLDERS.iter().any(|p| contains(&lower, p.as_bytes())) {
         return true;
     }
-    value.first().is_some_and(|&first| value.iter().all(|&b| b == first))
+    value
+        .first()
+        .is_some_and(|&first| value.iter().all(|&b| b == first))
 }
 
 /// Shannon entropy in bits per byte.
@@ -395,24 +441,67 @@ fn is_value_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"+/=_-.~!@#%^&*".contains(&b)
 }
 
+/// Identifier fragments that mark an assignment as a credential.
+const SECRET_KEYWORDS: &[&[u8]] = &[
+    b"password",
+    b"passwd",
+    b"pwd",
+    b"secret",
+    b"token",
+    b"api_key",
+    b"apikey",
+    b"api-key",
+    b"access_key",
+    b"private_key",
+    b"credential",
+    b"auth",
+];
+
 /// `DB_PASSWORD = "…"`, `api_key: …`, `"token": "…"`: a credential-ish identifier, an
-/// assignment operator and a random-looking value. Reports the value only.
-fn keyword_assignment(bytes: &[u8], pos: usize, after: usize) -> Option<Hit> {
-    // The keyword may sit anywhere inside an identifier (`aws_secret_access_key`).
-    let ident_end = run_of(bytes, after, 40, |b| is_word(b) || b == b'-' || b == b'.');
-    let mut i = ident_end;
-    // Closing quote of a JSON/YAML key.
-    if matches!(bytes.get(i), Some(b'"' | b'\'')) {
-        i += 1;
-    }
-    i = run_of(bytes, i, 4, |b| b == b' ' || b == b'\t');
-    let op_len = match bytes.get(i..) {
-        Some([b':', b'=', ..]) | Some([b'=', b'>', ..]) => 2,
+/// assignment operator (at `op`, a `=` or `:`) and a random-looking value. Reports the value
+/// only. Anchoring on the operator keeps the scan to one cheap byte pass.
+pub(crate) fn assignment_at(bytes: &[u8], op: usize) -> Option<Hit> {
+    let op_len = match bytes.get(op..) {
+        Some([b':', b'=', ..] | [b'=', b'>', ..]) => 2,
         Some([b'=', b'=', ..]) => return None,
         Some([b'=' | b':', ..]) => 1,
         _ => return None,
     };
-    i += op_len;
+    if op > 0 && matches!(bytes[op - 1], b'=' | b'!' | b'<' | b'>' | b':') {
+        return None;
+    }
+    // Back over blanks and a closing quote to the identifier.
+    let mut ident_end = op;
+    while ident_end > 0 && op - ident_end < 4 && matches!(bytes[ident_end - 1], b' ' | b'\t') {
+        ident_end -= 1;
+    }
+    if ident_end > 0 && matches!(bytes[ident_end - 1], b'"' | b'\'') {
+        ident_end -= 1;
+    }
+    let mut ident_start = ident_end;
+    while ident_start > 0
+        && ident_end - ident_start < 64
+        && (is_word(bytes[ident_start - 1]) || matches!(bytes[ident_start - 1], b'-' | b'.'))
+    {
+        ident_start -= 1;
+    }
+    let ident = &bytes[ident_start..ident_end];
+    // The shortest keyword is three letters; times (`14:31`) and numbers never qualify.
+    if ident.len() < 3 || !ident.iter().any(u8::is_ascii_alphabetic) {
+        return None;
+    }
+    let mut lower = [0u8; 64];
+    let lower = &mut lower[..ident.len()];
+    for (slot, &b) in lower.iter_mut().zip(ident) {
+        *slot = b.to_ascii_lowercase();
+    }
+    if !SECRET_KEYWORDS
+        .iter()
+        .any(|keyword| contains(lower, keyword))
+    {
+        return None;
+    }
+    let mut i = op + op_len;
     i = run_of(bytes, i, 4, |b| b == b' ' || b == b'\t');
     let quote = match bytes.get(i) {
         Some(&q @ (b'"' | b'\'' | b'`')) => {
@@ -426,11 +515,14 @@ fn keyword_assignment(bytes: &[u8], pos: usize, after: usize) -> Option<Hit> {
     let value = &bytes[value_start..value_end];
     let terminator_ok = match quote {
         Some(q) => bytes.get(value_end) == Some(&q),
-        None => bytes
-            .get(value_end)
-            .is_none_or(|&b| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b';' | b',' | b'}' | b')' | b']')),
+        None => bytes.get(value_end).is_none_or(|&b| {
+            matches!(
+                b,
+                b' ' | b'\t' | b'\n' | b'\r' | b';' | b',' | b'}' | b')' | b']'
+            )
+        }),
     };
-    if !terminator_ok || !(8..=200).contains(&value.len()) || pos > value_start {
+    if !terminator_ok || !(8..=200).contains(&value.len()) {
         return None;
     }
     if is_placeholder(value) {
@@ -445,7 +537,12 @@ fn keyword_assignment(bytes: &[u8], pos: usize, after: usize) -> Option<Hit> {
     if !has_digit || !has_alpha || entropy(value) < threshold {
         return None;
     }
-    Some(hit(SecretKind::Generic, Confidence::Pattern, value_start, value_end))
+    Some(hit(
+        SecretKind::Generic,
+        Confidence::Pattern,
+        value_start,
+        value_end,
+    ))
 }
 
 /// Names such as `prod-db-credentials-33` or `my_service.v2`: every segment is a plain word or
@@ -469,15 +566,22 @@ mod tests {
 
     /// Runs every anchor over `text` the slow way (the policy uses Aho-Corasick).
     pub(crate) fn find(text: &str) -> Vec<(SecretKind, String)> {
-        let lower = text.to_ascii_lowercase();
         let mut out = Vec::new();
+        for (op, b) in text.bytes().enumerate() {
+            if (b == b'=' || b == b':')
+                && let Some(h) = assignment_at(text.as_bytes(), op)
+            {
+                out.push((SecretKind::Generic, text[h.start..h.end].to_owned()));
+            }
+        }
         for &(literal, anchor) in ANCHORS {
-            let needle = literal.to_ascii_lowercase();
             let mut from = 0;
-            while let Some(at) = lower[from..].find(&needle) {
+            while let Some(at) = text[from..].find(literal) {
                 let pos = from + at;
                 if let Some(h) = validate(text, anchor, literal, pos) {
-                    let DetectorId::Secret(kind) = h.detector else { unreachable!() };
+                    let DetectorId::Secret(kind) = h.detector else {
+                        unreachable!()
+                    };
                     out.push((kind, text[h.start..h.end].to_owned()));
                 }
                 from = pos + 1;
@@ -494,8 +598,11 @@ mod tests {
     #[test]
     fn github_crc_is_checked() {
         let token = github_token("ghp_", "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1");
-        assert_eq!(find(&format!("token {token} end")), vec![(SecretKind::GithubToken, token.clone())]);
-        let mut broken = token.clone().into_bytes();
+        assert_eq!(
+            find(&format!("token {token} end")),
+            vec![(SecretKind::GithubToken, token.clone())]
+        );
+        let mut broken = token.into_bytes();
         broken[10] = if broken[10] == b'x' { b'y' } else { b'x' };
         let broken = String::from_utf8(broken).unwrap();
         assert!(find(&format!("token {broken} end")).is_empty());
@@ -511,11 +618,17 @@ mod tests {
     #[test]
     fn provider_keys() {
         let aws = "AKIAIOSFODNN7EXAMPLE";
-        assert_eq!(find(&format!("key={aws};")), vec![(SecretKind::AwsAccessKey, aws.to_owned())]);
+        assert_eq!(
+            find(&format!("key={aws};")),
+            vec![(SecretKind::AwsAccessKey, aws.to_owned())]
+        );
         assert!(find("akiaiosfodnn7example").is_empty());
         assert!(find("AKIAIOSFODNN7EXAMPL").is_empty());
         let google = "AIzaSyD-1234567890abcdefghijklmnopqrstu";
-        assert_eq!(find(google), vec![(SecretKind::GoogleApiKey, google.to_owned())]);
+        assert_eq!(
+            find(google),
+            vec![(SecretKind::GoogleApiKey, google.to_owned())]
+        );
         let stripe = "sk_live_4eC39HqLyjWDarjtT1zdp7dc";
         assert_eq!(find(stripe), vec![(SecretKind::Stripe, stripe.to_owned())]);
         let fgk = format!("fgk_{}", "aZ09".repeat(12) + "x");
@@ -524,7 +637,10 @@ mod tests {
         assert_eq!(find(openai), vec![(SecretKind::Openai, openai.to_owned())]);
         assert!(find("use sk-learn-something-for-models here").is_empty());
         let anthropic = format!("sk-ant-api03-{}AA", "Ab3De5Fg7Hj9".repeat(7));
-        assert_eq!(find(&anthropic), vec![(SecretKind::Anthropic, anthropic.clone())]);
+        assert_eq!(
+            find(&anthropic),
+            vec![(SecretKind::Anthropic, anthropic.clone())]
+        );
         let slack = "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx";
         assert_eq!(find(slack), vec![(SecretKind::Slack, slack.to_owned())]);
     }
@@ -540,7 +656,10 @@ mod tests {
     #[test]
     fn jwt_needs_a_decodable_header() {
         let jwt = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
-        assert_eq!(find(&format!("Bearer {jwt}")), vec![(SecretKind::Jwt, jwt.to_owned())]);
+        assert_eq!(
+            find(&format!("Bearer {jwt}")),
+            vec![(SecretKind::Jwt, jwt.to_owned())]
+        );
         assert!(find("eyJub3Rqc29u.eyJzdWIiOiIxIn0.sig").is_empty());
         assert!(find("eyJfoo is not a token").is_empty());
     }
@@ -569,7 +688,10 @@ mod tests {
         );
         assert_eq!(
             find("api_key = 'q7W9eR2tY4uI6oP8aS1dF3gH5jK'"),
-            vec![(SecretKind::Generic, "q7W9eR2tY4uI6oP8aS1dF3gH5jK".to_owned())]
+            vec![(
+                SecretKind::Generic,
+                "q7W9eR2tY4uI6oP8aS1dF3gH5jK".to_owned()
+            )]
         );
         assert!(find("api_key = 'your_api_key_here'").is_empty());
         assert!(find("token = getToken()").is_empty());

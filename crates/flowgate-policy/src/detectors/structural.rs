@@ -6,7 +6,7 @@
 
 use std::net::Ipv6Addr;
 
-use super::{Hit, card, iban};
+use super::{Hit, card, iban, secret};
 use crate::detector::{Confidence, DetectorId};
 
 /// What the scanner should look for (built from the compiled rules).
@@ -18,11 +18,13 @@ pub(crate) struct StructuralSet {
     pub(crate) phone: bool,
     pub(crate) ip: bool,
     pub(crate) email: bool,
+    /// Keyword-anchored secret assignments, found from their `=` / `:` operator.
+    pub(crate) assignment: bool,
 }
 
 impl StructuralSet {
     pub(crate) fn any(self) -> bool {
-        self.card || self.iban || self.ssn || self.phone || self.ip || self.email
+        self.card || self.iban || self.ssn || self.phone || self.ip || self.email || self.assignment
     }
 }
 
@@ -30,6 +32,7 @@ const DIGIT: u8 = 1;
 const AT: u8 = 2;
 const COLON: u8 = 3;
 const PHONE_START: u8 = 4;
+const EQUALS: u8 = 5;
 
 /// Byte classes: zero for every byte the scanner skips.
 static CLASS: [u8; 256] = {
@@ -43,8 +46,55 @@ static CLASS: [u8; 256] = {
     table[b':' as usize] = COLON;
     table[b'+' as usize] = PHONE_START;
     table[b'(' as usize] = PHONE_START;
+    table[b'=' as usize] = EQUALS;
     table
 };
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of every byte of `word` strictly between `low` and `high` (`high` <= 128);
+/// exact, bytes >= 128 never count.
+#[inline]
+fn between_mask(word: u64, low: u8, high: u8) -> u64 {
+    let low7 = word & (ONES * 127);
+    (ONES * (127 + u64::from(high))).wrapping_sub(low7)
+        & !word
+        & low7.wrapping_add(ONES * (127 - u64::from(low)))
+        & HIGHS
+}
+
+/// The next index at or after `i` whose byte has a class, or `bytes.len()`. Reads eight
+/// bytes at a time and only looks at bytes in `(`..=`+` or `0`..=`@` (a superset of the
+/// classified bytes, so nothing is missed).
+#[inline]
+fn next_interesting(bytes: &[u8], mut i: usize) -> usize {
+    let n = bytes.len();
+    while i < n {
+        if let Some(word) = bytes
+            .get(i..i + 8)
+            .and_then(|chunk| <[u8; 8]>::try_from(chunk).ok())
+        {
+            let packed = u64::from_le_bytes(word);
+            let mut mask =
+                between_mask(packed, b'(' - 1, b'+' + 1) | between_mask(packed, b'0' - 1, b'@' + 1);
+            while mask != 0 {
+                let offset = (mask.trailing_zeros() / 8) as usize;
+                if CLASS[word[offset] as usize] != 0 {
+                    return i + offset;
+                }
+                mask &= mask - 1;
+            }
+            i += 8;
+        } else {
+            if CLASS[bytes[i] as usize] != 0 {
+                return i;
+            }
+            i += 1;
+        }
+    }
+    n
+}
 
 /// Longest run of digit groups the scanner assembles (bytes).
 const MAX_RUN_BYTES: usize = 48;
@@ -56,26 +106,52 @@ pub(crate) fn is_word(b: u8) -> bool {
 }
 
 /// Runs the scanner over `text`, appending validated hits.
-pub(crate) fn scan(text: &str, set: StructuralSet, regions: &[phonenumber::country::Id], hits: &mut Vec<Hit>) {
+pub(crate) fn scan(
+    text: &str,
+    set: StructuralSet,
+    regions: &[phonenumber::country::Id],
+    hits: &mut Vec<Hit>,
+) {
     let bytes = text.as_bytes();
     let n = bytes.len();
+    let digits_wanted = set.card || set.iban || set.ssn || set.phone || set.ip;
     let mut i = 0;
-    while i < n {
-        let class = CLASS[bytes[i] as usize];
-        if class == 0 {
-            i += 1;
-            continue;
+    loop {
+        i = next_interesting(bytes, i);
+        if i >= n {
+            break;
         }
+        let class = CLASS[bytes[i] as usize];
         i = match class {
             DIGIT => {
-                if i > 0 && bytes[i - 1].is_ascii_digit() {
+                if !digits_wanted || (i > 0 && bytes[i - 1].is_ascii_digit()) {
                     i + 1
                 } else {
                     digit_run(text, i, set, regions, hits)
                 }
             }
             AT if set.email => email(bytes, i, hits),
-            COLON if set.ip => ipv6(text, i, hits),
+            COLON => {
+                if set.assignment
+                    && let Some(hit) = secret::assignment_at(bytes, i)
+                {
+                    let end = hit.end;
+                    hits.push(hit);
+                    end
+                } else if set.ip {
+                    ipv6(text, i, hits)
+                } else {
+                    i + 1
+                }
+            }
+            EQUALS if set.assignment => match secret::assignment_at(bytes, i) {
+                Some(hit) => {
+                    let end = hit.end;
+                    hits.push(hit);
+                    end
+                }
+                None => i + 1,
+            },
             PHONE_START if set.phone => phone_at(text, i, regions, hits).unwrap_or(i + 1),
             _ => i + 1,
         };
@@ -154,10 +230,32 @@ fn digit_run(
         && (start == 2 || !is_word(bytes[start - 3]))
         && let Some(end) = iban_at(bytes, start - 2)
     {
-        hits.push(Hit::new(DetectorId::Iban, Confidence::Validated, start - 2, end));
+        hits.push(Hit::new(
+            DetectorId::Iban,
+            Confidence::Validated,
+            start - 2,
+            end,
+        ));
         return end;
     }
-    let prev = if start > 0 { Some(bytes[start - 1]) } else { None };
+    // Fast path: a lone number shorter than any card, not followed by a separator and a
+    // digit, can only be a national phone number, which needs separators: nothing to do.
+    let mut lone_end = start;
+    while lone_end < bytes.len() && bytes[lone_end].is_ascii_digit() {
+        lone_end += 1;
+    }
+    if lone_end - start < 13
+        && !(lone_end + 1 < bytes.len()
+            && matches!(bytes[lone_end], b' ' | b'-' | b'.')
+            && bytes[lone_end + 1].is_ascii_digit())
+    {
+        return lone_end;
+    }
+    let prev = if start > 0 {
+        Some(bytes[start - 1])
+    } else {
+        None
+    };
     let run = read_run(bytes, start);
     let run_end = run.end();
     if prev.is_some_and(|p| is_word(p) || p == b'.') {
@@ -175,13 +273,22 @@ fn digit_run(
     }
 
     if !found && set.ssn && groups.len() == 3 && matches!(run.separator, Some(b'-' | b' ')) {
-        let lens = [groups[0].1 - groups[0].0, groups[1].1 - groups[1].0, groups[2].1 - groups[2].0];
+        let lens = [
+            groups[0].1 - groups[0].0,
+            groups[1].1 - groups[1].0,
+            groups[2].1 - groups[2].0,
+        ];
         if lens == [3, 2, 4] {
             let area = number(&bytes[groups[0].0..groups[0].1]);
             let group = number(&bytes[groups[1].0..groups[1].1]);
             let serial = number(&bytes[groups[2].0..groups[2].1]);
             if ssn_valid(area, group, serial) {
-                hits.push(Hit::new(DetectorId::UsSsn, Confidence::Pattern, start, run_end));
+                hits.push(Hit::new(
+                    DetectorId::UsSsn,
+                    Confidence::Pattern,
+                    start,
+                    run_end,
+                ));
                 found = true;
             }
         }
@@ -193,15 +300,24 @@ fn digit_run(
             len <= 3 && (len == 1 || bytes[s] != b'0') && number(&bytes[s..e]) <= 255
         });
         if valid {
-            hits.push(Hit::new(DetectorId::IpAddress, Confidence::Validated, start, run_end));
+            hits.push(Hit::new(
+                DetectorId::IpAddress,
+                Confidence::Validated,
+                start,
+                run_end,
+            ));
             found = true;
         }
     }
 
-    if !found && set.phone && prev != Some(b'#') && prev != Some(b'+') && prev != Some(b'(') {
-        if let Some(end) = phone_at(text, start, regions, hits) {
-            return end;
-        }
+    if !found
+        && set.phone
+        && prev != Some(b'#')
+        && prev != Some(b'+')
+        && prev != Some(b'(')
+        && let Some(end) = phone_at(text, start, regions, hits)
+    {
+        return end;
     }
     run_end.max(start + 1)
 }
@@ -249,7 +365,12 @@ fn cards_in_run(bytes: &[u8], groups: &[(usize, usize)], hits: &mut Vec<Hit>) ->
             }
         }
         if let Some(e) = best {
-            hits.push(Hit::new(DetectorId::CreditCard, Confidence::Validated, groups[s].0, groups[e].1));
+            hits.push(Hit::new(
+                DetectorId::CreditCard,
+                Confidence::Validated,
+                groups[s].0,
+                groups[e].1,
+            ));
             found = true;
             s = e + 1;
         } else {
@@ -260,7 +381,9 @@ fn cards_in_run(bytes: &[u8], groups: &[(usize, usize)], hits: &mut Vec<Hit>) ->
 }
 
 fn number(digits: &[u8]) -> u32 {
-    digits.iter().fold(0u32, |acc, &b| acc.saturating_mul(10).saturating_add(u32::from(b - b'0')))
+    digits.iter().fold(0u32, |acc, &b| {
+        acc.saturating_mul(10).saturating_add(u32::from(b - b'0'))
+    })
 }
 
 /// US SSN ranges that were never issued: area 000, 666 and 900-999; group 00; serial 0000.
@@ -281,7 +404,8 @@ fn iban_at(bytes: &[u8], start: usize) -> Option<usize> {
             compact[count] = b;
             count += 1;
             i += 1;
-        } else if b == b' ' && count >= 4 && bytes.get(i + 1).is_some_and(u8::is_ascii_alphanumeric) {
+        } else if b == b' ' && count >= 4 && bytes.get(i + 1).is_some_and(u8::is_ascii_alphanumeric)
+        {
             i += 1;
         } else {
             return None;
@@ -302,7 +426,9 @@ fn phone_at(
     hits: &mut Vec<Hit>,
 ) -> Option<usize> {
     let bytes = text.as_bytes();
-    if start > 0 && (is_word(bytes[start - 1]) || matches!(bytes[start - 1], b'#' | b'.' | b'/' | b'-')) {
+    if start > 0
+        && (is_word(bytes[start - 1]) || matches!(bytes[start - 1], b'#' | b'.' | b'/' | b'-'))
+    {
         return None;
     }
     let international = bytes[start] == b'+';
@@ -338,19 +464,27 @@ fn phone_at(
         return None;
     }
     // Phone numbers end in a group of at least three digits; dates and times do not.
-    let last_group = bytes[start..end].iter().rev().take_while(|b| b.is_ascii_digit()).count();
+    let last_group = bytes[start..end]
+        .iter()
+        .rev()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
     if last_group < 3 {
         return None;
     }
     // An ISO date (`2024-03-06`) at the start is a timestamp, not a phone number.
     let head = &bytes[start..end];
-    if head.len() >= 7 && head[..4].iter().all(u8::is_ascii_digit) && head[4] == b'-' && head[5..7].iter().all(u8::is_ascii_digit) {
+    if head.len() >= 7
+        && head[..4].iter().all(u8::is_ascii_digit)
+        && head[4] == b'-'
+        && head[5..7].iter().all(u8::is_ascii_digit)
+    {
         return None;
     }
     if !(7..=15).contains(&digits) {
         return None;
     }
-    if !international && !(parens || separators >= 2) {
+    if !(international || parens || separators >= 2) {
         return None;
     }
     if !international && !(10..=11).contains(&digits) {
@@ -364,13 +498,22 @@ fn phone_at(
         // without it, only NANP regions are tried (this keeps order numbers out).
         let first_digit = candidate.bytes().find(u8::is_ascii_digit);
         regions.iter().any(|&region| {
-            let nanp = matches!(region, phonenumber::country::Id::US | phonenumber::country::Id::CA);
+            let nanp = matches!(
+                region,
+                phonenumber::country::Id::US | phonenumber::country::Id::CA
+            );
             (nanp || first_digit == Some(b'0'))
-                && phonenumber::parse(Some(region), candidate).is_ok_and(|number| phonenumber::is_valid(&number))
+                && phonenumber::parse(Some(region), candidate)
+                    .is_ok_and(|number| phonenumber::is_valid(&number))
         })
     };
     if valid {
-        hits.push(Hit::new(DetectorId::Phone, Confidence::Validated, start, end));
+        hits.push(Hit::new(
+            DetectorId::Phone,
+            Confidence::Validated,
+            start,
+            end,
+        ));
         Some(end)
     } else {
         None
@@ -433,7 +576,10 @@ fn email(bytes: &[u8], at: usize, hits: &mut Vec<Hit>) -> usize {
 fn ipv6(text: &str, colon: usize, hits: &mut Vec<Hit>) -> usize {
     let bytes = text.as_bytes();
     let mut start = colon;
-    while start > 0 && (bytes[start - 1].is_ascii_hexdigit() || bytes[start - 1] == b':') && colon - start < 39 {
+    while start > 0
+        && (bytes[start - 1].is_ascii_hexdigit() || bytes[start - 1] == b':')
+        && colon - start < 39
+    {
         start -= 1;
     }
     let mut end = colon + 1;
@@ -445,7 +591,10 @@ fn ipv6(text: &str, colon: usize, hits: &mut Vec<Hit>) -> usize {
     }
     let resume = end.max(colon + 1);
     // Trailing punctuation belongs to the sentence.
-    while end > colon + 1 && matches!(bytes[end - 1], b'.' | b':') && !text[start..end].ends_with("::") {
+    while end > colon + 1
+        && matches!(bytes[end - 1], b'.' | b':')
+        && !text[start..end].ends_with("::")
+    {
         end -= 1;
     }
     if start > 0 && (is_word(bytes[start - 1]) || bytes[start - 1] == b'.') {
@@ -463,7 +612,12 @@ fn ipv6(text: &str, colon: usize, hits: &mut Vec<Hit>) -> usize {
         return resume;
     }
     if candidate.parse::<Ipv6Addr>().is_ok() {
-        hits.push(Hit::new(DetectorId::IpAddress, Confidence::Validated, start, end));
+        hits.push(Hit::new(
+            DetectorId::IpAddress,
+            Confidence::Validated,
+            start,
+            end,
+        ));
     }
     resume
 }
@@ -480,22 +634,41 @@ mod tests {
             phone: true,
             ip: true,
             email: true,
+            assignment: true,
         }
     }
 
     fn found(text: &str) -> Vec<(DetectorId, &str)> {
+        let regions = [phonenumber::country::Id::US, phonenumber::country::Id::GB];
         let mut hits = Vec::new();
-        scan(text, all(), &[phonenumber::country::Id::US, phonenumber::country::Id::GB], &mut hits);
-        hits.iter().map(|h| (h.detector, &text[h.start..h.end])).collect()
+        scan(text, all(), &regions, &mut hits);
+        hits.iter()
+            .map(|h| (h.detector, &text[h.start..h.end]))
+            .collect()
     }
 
     #[test]
     fn cards_in_common_layouts() {
-        assert_eq!(found("pay 4111 1111 1111 1111 now"), vec![(DetectorId::CreditCard, "4111 1111 1111 1111")]);
-        assert_eq!(found("pay 4111-1111-1111-1111."), vec![(DetectorId::CreditCard, "4111-1111-1111-1111")]);
-        assert_eq!(found("4111111111111111"), vec![(DetectorId::CreditCard, "4111111111111111")]);
-        assert_eq!(found("amex 3782 822463 10005 cvv 123"), vec![(DetectorId::CreditCard, "3782 822463 10005")]);
-        assert_eq!(found("ref 1234 4111 1111 1111 1111"), vec![(DetectorId::CreditCard, "4111 1111 1111 1111")]);
+        assert_eq!(
+            found("pay 4111 1111 1111 1111 now"),
+            vec![(DetectorId::CreditCard, "4111 1111 1111 1111")]
+        );
+        assert_eq!(
+            found("pay 4111-1111-1111-1111."),
+            vec![(DetectorId::CreditCard, "4111-1111-1111-1111")]
+        );
+        assert_eq!(
+            found("4111111111111111"),
+            vec![(DetectorId::CreditCard, "4111111111111111")]
+        );
+        assert_eq!(
+            found("amex 3782 822463 10005 cvv 123"),
+            vec![(DetectorId::CreditCard, "3782 822463 10005")]
+        );
+        assert_eq!(
+            found("ref 1234 4111 1111 1111 1111"),
+            vec![(DetectorId::CreditCard, "4111 1111 1111 1111")]
+        );
     }
 
     #[test]
@@ -512,15 +685,24 @@ mod tests {
 
     #[test]
     fn iban_compact_and_grouped() {
-        assert_eq!(found("IBAN DE89370400440532013000."), vec![(DetectorId::Iban, "DE89370400440532013000")]);
-        assert_eq!(found("to GB29 NWBK 6016 1331 9268 19 thanks"), vec![(DetectorId::Iban, "GB29 NWBK 6016 1331 9268 19")]);
+        assert_eq!(
+            found("IBAN DE89370400440532013000."),
+            vec![(DetectorId::Iban, "DE89370400440532013000")]
+        );
+        assert_eq!(
+            found("to GB29 NWBK 6016 1331 9268 19 thanks"),
+            vec![(DetectorId::Iban, "GB29 NWBK 6016 1331 9268 19")]
+        );
         assert!(found("DE89370400440532013001").is_empty());
         assert!(found("XDE89370400440532013000").is_empty());
     }
 
     #[test]
     fn ssn_ranges() {
-        assert_eq!(found("ssn 123-45-6789"), vec![(DetectorId::UsSsn, "123-45-6789")]);
+        assert_eq!(
+            found("ssn 123-45-6789"),
+            vec![(DetectorId::UsSsn, "123-45-6789")]
+        );
         assert!(found("ssn 666-45-6789").is_empty());
         assert!(found("ssn 900-45-6789").is_empty());
         assert!(found("ssn 000-45-6789").is_empty());
@@ -531,20 +713,75 @@ mod tests {
 
     #[test]
     fn ip_addresses() {
-        assert_eq!(found("host 192.168.1.20 up"), vec![(DetectorId::IpAddress, "192.168.1.20")]);
+        assert_eq!(
+            found("host 192.168.1.20 up"),
+            vec![(DetectorId::IpAddress, "192.168.1.20")]
+        );
         assert!(found("version 1.2.3").is_empty());
         assert!(found("bad 256.1.1.1").is_empty());
         assert!(found("bad 01.2.3.4").is_empty());
-        assert_eq!(found("v6 2001:db8::1 ok"), vec![(DetectorId::IpAddress, "2001:db8::1")]);
-        assert_eq!(found("at fe80::1."), vec![(DetectorId::IpAddress, "fe80::1")]);
+        assert_eq!(
+            found("v6 2001:db8::1 ok"),
+            vec![(DetectorId::IpAddress, "2001:db8::1")]
+        );
+        assert_eq!(
+            found("at fe80::1."),
+            vec![(DetectorId::IpAddress, "fe80::1")]
+        );
         assert!(found("use std::vector and Foo::bar").is_empty());
         assert!(found("at 12:30:45 today").is_empty());
         assert!(found("mac 00:1A:2B:3C:4D:5E").is_empty());
     }
 
     #[test]
+    fn next_interesting_matches_a_byte_loop() {
+        let text = b"ab(c)d*e+f,g.h-i/j0k9l:m;n<o=p>q?r@s\xC3\xA9t" as &[u8];
+        for start in 0..text.len() {
+            let expected = (start..text.len())
+                .find(|&i| CLASS[text[i] as usize] != 0)
+                .unwrap_or(text.len());
+            assert_eq!(next_interesting(text, start), expected, "from {start}");
+        }
+    }
+
+    #[test]
+    fn word_filters_have_no_false_negatives() {
+        for byte in 0u8..=255 {
+            let word = u64::from_le_bytes([b'a', b'b', byte, b'c', b'd', b'e', b'f', b'g']);
+            let interesting = CLASS[byte as usize] != 0;
+            let flagged = (between_mask(word, b'(' - 1, b'+' + 1)
+                | between_mask(word, b'0' - 1, b'@' + 1))
+                != 0;
+            assert!(!interesting || flagged, "byte {byte:#x}");
+        }
+        let text = "no digits here at all, just words. ".repeat(5) + "7";
+        assert_eq!(next_interesting(text.as_bytes(), 0), text.len() - 1);
+    }
+
+    #[test]
+    fn assignments_are_found_from_their_operator() {
+        assert_eq!(
+            found("export API_TOKEN=Zq8vT3kLm9pW2xR7 &&"),
+            vec![(
+                DetectorId::Secret(crate::detector::SecretKind::Generic),
+                "Zq8vT3kLm9pW2xR7"
+            )]
+        );
+        assert_eq!(
+            found("{\"password\": \"Zq8vT3kLm9pW2xR7\"}"),
+            vec![(
+                DetectorId::Secret(crate::detector::SecretKind::Generic),
+                "Zq8vT3kLm9pW2xR7"
+            )]
+        );
+    }
+
+    #[test]
     fn emails() {
-        assert_eq!(found("mail jane.doe+x@example.co.uk."), vec![(DetectorId::Email, "jane.doe+x@example.co.uk")]);
+        assert_eq!(
+            found("mail jane.doe+x@example.co.uk."),
+            vec![(DetectorId::Email, "jane.doe+x@example.co.uk")]
+        );
         assert!(found("@Override").is_empty());
         assert!(found("user@localhost").is_empty());
         assert!(found("a@b.c").is_empty());
@@ -552,13 +789,25 @@ mod tests {
 
     #[test]
     fn phones() {
-        assert_eq!(found("call +44 20 7946 0958 today"), vec![(DetectorId::Phone, "+44 20 7946 0958")]);
-        assert_eq!(found("call (202) 456-1111"), vec![(DetectorId::Phone, "(202) 456-1111")]);
-        assert_eq!(found("call 202-456-1111"), vec![(DetectorId::Phone, "202-456-1111")]);
+        assert_eq!(
+            found("call +44 20 7946 0958 today"),
+            vec![(DetectorId::Phone, "+44 20 7946 0958")]
+        );
+        assert_eq!(
+            found("call (202) 456-1111"),
+            vec![(DetectorId::Phone, "(202) 456-1111")]
+        );
+        assert_eq!(
+            found("call 202-456-1111"),
+            vec![(DetectorId::Phone, "202-456-1111")]
+        );
         assert!(found("order 123-456-7890").is_empty());
         assert!(found("date 2024-05-01").is_empty());
         assert!(found("placed on 2024-03-06 14:35:39.").is_empty());
         assert!(found("n 2024567890").is_empty());
-        assert_eq!(found("ring 020 7946 0958"), vec![(DetectorId::Phone, "020 7946 0958")]);
+        assert_eq!(
+            found("ring 020 7946 0958"),
+            vec![(DetectorId::Phone, "020 7946 0958")]
+        );
     }
 }
