@@ -176,6 +176,16 @@ pub fn from_sources(
         ));
     }
 
+    if get("TLS_CERT_PATH").is_some()
+        || get("TLS_KEY_PATH").is_some()
+        || get("TLS_CA_PATH").is_some()
+    {
+        // Refuse rather than silently serve plain HTTP when TLS was asked for.
+        return Err(ConfigError::new(
+            "TLS_CERT_PATH",
+            "TLS termination is not available in this version; terminate TLS in front of flowgate",
+        ));
+    }
     let tls = match (get("TLS_CERT_PATH"), get("TLS_KEY_PATH")) {
         (Some(cert), Some(key)) => Some(TlsConfig {
             cert_path: cert.into(),
@@ -602,7 +612,9 @@ routes = [ { provider = "local", model = "upstream-mini" } ]
 
     #[test]
     fn each_bad_input_names_its_key_in_one_line() {
-        let cases: &[(Option<&str>, &[(&str, &str)], &str)] = &[
+        /// (file text, extra environment, the key the error must name)
+        type Case<'a> = (Option<&'a str>, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case<'_>] = &[
             (Some("[server]\nlisten = \"x\"\n"), &[], "server.listen"),
             (Some("[server]\nlistne = \"x\"\n"), &[], "server.listne"),
             (Some("bogus = 1\n"), &[], "bogus"),

@@ -96,7 +96,12 @@ fn print_dev_banner(
     admin_created: bool,
     demo_key: Option<&str>,
 ) {
-    let base = format!("http://{}", gateway.public_addr);
+    // A wildcard bind is reachable on loopback; show the address a newcomer can paste.
+    let mut reachable = gateway.public_addr;
+    if reachable.ip().is_unspecified() {
+        reachable.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let base = format!("http://{reachable}");
     let mut lines = vec![
         String::new(),
         "flowgate is running in DEVELOPMENT mode (SQLite under the data folder, built-in mock provider).".to_owned(),

@@ -45,9 +45,7 @@ async fn chat(request: Request) -> Response {
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    let streaming = body
-        .windows(14)
-        .any(|w| w == b"\"stream\":true" || w == b"\"stream\": tru");
+    let streaming = contains(&body, b"\"stream\":true") || contains(&body, b"\"stream\": true");
     let (content_type, payload) = if streaming {
         ("text/event-stream", stream_body())
     } else {
@@ -61,6 +59,12 @@ async fn chat(request: Request) -> Response {
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
 }
 
 async fn embeddings(request: Request) -> Response {

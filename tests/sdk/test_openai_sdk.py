@@ -1,0 +1,82 @@
+"""The official `openai` Python SDK, pointed at flowgate, gets the provider's answers,
+streams, usage and error classes."""
+
+import openai
+import pytest
+
+
+def client(gateway, key=None):
+    return openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=key or gateway.tenant_key, max_retries=0)
+
+
+def test_chat_completion(gateway):
+    completion = client(gateway).chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+    )
+    assert completion.choices[0].message.role == "assistant"
+    assert "Paris" in completion.choices[0].message.content
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage.prompt_tokens == 26
+    assert completion.usage.completion_tokens == 21
+
+
+def test_raw_response_headers(gateway):
+    raw = client(gateway).chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert raw.headers["x-request-id"].startswith("req_")
+    assert float(raw.headers["x-flowgate-overhead-ms"]) >= 0.0
+
+
+def test_streamed_chat_completion(gateway):
+    stream = client(gateway).chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    text = ""
+    usage = None
+    finish = None
+    for chunk in stream:
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            text += choice.delta.content or ""
+            finish = choice.finish_reason or finish
+    assert text == "The capital of France is Paris."
+    assert finish == "stop"
+    assert usage is not None and usage.completion_tokens == 7
+
+
+def test_embeddings(gateway):
+    result = client(gateway).embeddings.create(model="text-embedding-3-small", input="hello")
+    assert len(result.data[0].embedding) == 4
+
+
+def test_models_list(gateway):
+    ids = [model.id for model in client(gateway).models.list()]
+    assert ids == ["gpt-4o-mini", "text-embedding-3-small"]
+
+
+def test_wrong_key_is_authentication_error(gateway):
+    with pytest.raises(openai.AuthenticationError) as caught:
+        client(gateway, key="fgk_wrong").chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert caught.value.status_code == 401
+    assert caught.value.code == "invalid_api_key"
+
+
+def test_admin_key_cannot_infer(gateway):
+    with pytest.raises(openai.PermissionDeniedError):
+        client(gateway, key=gateway.admin_key).chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+        )
+
+
+def test_unknown_model_is_not_found(gateway):
+    with pytest.raises(openai.NotFoundError) as caught:
+        client(gateway).chat.completions.create(model="gpt-9", messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.code == "model_not_found"
