@@ -80,7 +80,6 @@ impl<'a> Normalized<'a> {
         let mut segment = String::new();
         let mut segment_start = 0usize;
         let mut prev: Option<char> = None;
-        let mut chars = original.char_indices().peekable();
 
         // Offsets are stored as u32: texts of 4 GiB and more are not screened by one call.
         let flush = |segment: &mut String,
@@ -104,8 +103,44 @@ impl<'a> Normalized<'a> {
             segment.clear();
         };
 
-        while let Some((offset, c)) = chars.next() {
-            let next = chars.peek().map(|&(_, n)| n);
+        let bytes = original.as_bytes();
+        let mut offset = 0;
+        while offset < bytes.len() {
+            if bytes[offset].is_ascii() {
+                // A run of ASCII: every character but the last goes straight through (no
+                // combining mark can follow it); the last may start a segment with marks.
+                let run_end = bytes[offset..]
+                    .iter()
+                    .position(|b| !b.is_ascii())
+                    .map_or(bytes.len(), |p| offset + p);
+                flush(
+                    &mut segment,
+                    segment_start,
+                    offset,
+                    &mut text,
+                    &mut starts,
+                    &mut ends,
+                );
+                let direct_end = if run_end < bytes.len() {
+                    run_end - 1
+                } else {
+                    run_end
+                };
+                text.push_str(&original[offset..direct_end]);
+                starts.extend((offset..direct_end).map(to_u32));
+                ends.extend((offset + 1..=direct_end).map(to_u32));
+                if direct_end < run_end {
+                    segment_start = direct_end;
+                    segment.push(char::from(bytes[direct_end]));
+                }
+                prev = Some(char::from(bytes[run_end - 1]));
+                offset = run_end;
+                continue;
+            }
+            let Some(c) = original[offset..].chars().next() else {
+                break;
+            };
+            let next = original[offset + c.len_utf8()..].chars().next();
             if is_invisible(c, prev, next) {
                 flush(
                     &mut segment,
@@ -121,6 +156,7 @@ impl<'a> Normalized<'a> {
                     _ => invisible.push((offset, end)),
                 }
                 segment_start = end;
+                offset = end;
                 // The neighbour of the next character is still the last visible one.
                 continue;
             }
@@ -139,6 +175,7 @@ impl<'a> Normalized<'a> {
             }
             segment.push(c);
             prev = Some(c);
+            offset += c.len_utf8();
         }
         flush(
             &mut segment,
@@ -266,6 +303,13 @@ mod tests {
                 prop_assert!(s >= last_start);
                 last_start = s;
             }
+        }
+
+        #[test]
+        fn matches_whole_string_nfkc(original in "[a-z0-9 .é\u{301}\u{308}ＡＢ１２ﬁ①]{0,40}") {
+            let n = Normalized::new(&original);
+            let expected: String = original.nfkc().collect();
+            prop_assert_eq!(n.text(), expected.as_str());
         }
 
         #[test]
