@@ -1,15 +1,18 @@
 //! Token estimation for upstreams that report no usage, and for Anthropic `count_tokens`.
 //!
 //! Owns the tiktoken-compatible tokenizer (OpenAI's `o200k_base`, or `cl100k_base` for
-//! GPT-4/GPT-3.5 model names, via `bpe-openai`, whose vocabularies are embedded) and the
+//! GPT-4/GPT-3.5 model names, via `tiktoken-rs`, whose vocabularies are embedded) and the
 //! counting rules for requests and answers. Every number produced here is an ESTIMATE and is
 //! marked `Usage::estimated`: Anthropic and Gemini have no public tokenizer, so for their models
 //! the count is an approximation; exact usage always comes from the upstream when it reports it.
 //!
-//! The tokenizer is built lazily once per process (hundreds of milliseconds); call `warm_up`
-//! at startup, off the async workers, so no request pays for it.
+//! The tokenizer is built lazily once per process (about 0.7 s in a debug build); call
+//! `warm_up` at startup, off the async workers, so no request pays for it.
+
+use std::sync::LazyLock;
 
 use bytes::Bytes;
+use tiktoken_rs::CoreBPE;
 
 use crate::ir::{IrRequest, IrResponse, Part, Usage};
 
@@ -21,31 +24,40 @@ const REPLY_PRIMING_TOKENS: u64 = 3;
 /// Flat estimate for one image (a 512x512 high-detail tile plus base cost in OpenAI's scheme).
 const TOKENS_PER_IMAGE: u64 = 765;
 
+/// The vocabularies are embedded in the binary, so building cannot fail in practice; should
+/// it ever, counting falls back to one token per four bytes (still marked as an estimate).
+static O200K: LazyLock<Option<CoreBPE>> = LazyLock::new(|| tiktoken_rs::o200k_base().ok());
+static CL100K: LazyLock<Option<CoreBPE>> = LazyLock::new(|| tiktoken_rs::cl100k_base().ok());
+
 fn uses_cl100k(model: &str) -> bool {
     model.starts_with("gpt-4-") || model == "gpt-4" || model.starts_with("gpt-3.5")
 }
 
-/// Builds the tokenizers now, so the first estimate does not pay for it.
+/// Builds the default tokenizer now, so the first estimate does not pay for it.
 pub fn warm_up() {
-    let _ = bpe_openai::o200k_base().count("warm up");
+    LazyLock::force(&O200K);
+}
+
+fn count_with(tokenizer: &LazyLock<Option<CoreBPE>>, text: &str) -> u64 {
+    if text.is_empty() {
+        return 0;
+    }
+    match tokenizer.as_ref() {
+        Some(bpe) => bpe.count_ordinary(text) as u64,
+        None => text.len().div_ceil(4) as u64,
+    }
 }
 
 /// Counts the tokens of `text` with `o200k_base`.
 pub fn count_text_tokens(text: &str) -> u64 {
-    if text.is_empty() {
-        return 0;
-    }
-    bpe_openai::o200k_base().count(text) as u64
+    count_with(&O200K, text)
 }
 
 fn count_for_model(model: &str, text: &str) -> u64 {
-    if text.is_empty() {
-        return 0;
-    }
     if uses_cl100k(model) {
-        bpe_openai::cl100k_base().count(text) as u64
+        count_with(&CL100K, text)
     } else {
-        bpe_openai::o200k_base().count(text) as u64
+        count_with(&O200K, text)
     }
 }
 
