@@ -34,6 +34,18 @@ pub enum UpstreamKind {
 }
 
 impl UpstreamKind {
+    /// Reads a configuration `kind` (`openai`, `anthropic`, `gemini`, `ollama`); `None` for
+    /// anything else (such as the gateway's own `mock`).
+    pub fn from_config_name(name: &str) -> Option<Self> {
+        match name {
+            "openai" | "azure" | "azure-openai" => Some(Self::OpenAi),
+            "anthropic" => Some(Self::Anthropic),
+            "gemini" => Some(Self::Gemini),
+            "ollama" => Some(Self::Ollama),
+            _ => None,
+        }
+    }
+
     /// The upstream kind that speaks the ingress dialect natively, for the pass-through path.
     pub fn native_for(ingress: Ingress) -> Self {
         match ingress {

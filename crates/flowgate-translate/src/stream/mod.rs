@@ -91,6 +91,14 @@ pub struct EncoderOptions {
 }
 
 impl EncoderOptions {
+    /// Options for streaming the answer to `request`: its model name, its `include_usage`, a
+    /// generated id and the current time. Prompt tokens are not estimated here (that costs a
+    /// tokenizer pass); set `estimated_input_tokens` only for upstreams known to report no
+    /// usage.
+    pub fn for_request(request: &crate::ir::IrRequest) -> Self {
+        Self::new(request.model.clone(), request.include_usage)
+    }
+
     /// Options for a client that asked for `model`, with a generated id and the current time.
     pub fn new(model: impl Into<String>, include_usage: bool) -> Self {
         Self {

@@ -257,3 +257,23 @@ fn default_max_tokens_for_anthropic() {
         json!([{"role": "user", "content": [{"type": "text", "text": "hi"}]}])
     );
 }
+
+#[test]
+fn encoder_options_follow_the_request() {
+    let request = parse_request(
+        Ingress::OpenAi,
+        br#"{"model":"alias","stream":true,"stream_options":{"include_usage":true},"messages":[]}"#,
+    )
+    .expect("parse");
+    let options = EncoderOptions::for_request(&request);
+    assert_eq!(options.model, "alias");
+    assert!(options.include_usage);
+    assert!(!options.id.is_empty());
+    assert_eq!(
+        UpstreamKind::from_config_name("gemini"),
+        Some(UpstreamKind::Gemini)
+    );
+    assert_eq!(UpstreamKind::from_config_name("mock"), None);
+    assert!(UpstreamKind::OpenAi.is_native_for(Ingress::OpenAi));
+    assert!(!UpstreamKind::Ollama.is_native_for(Ingress::OpenAi));
+}
