@@ -109,10 +109,7 @@ impl<'a> Normalized<'a> {
             if bytes[offset].is_ascii() {
                 // A run of ASCII: every character but the last goes straight through (no
                 // combining mark can follow it); the last may start a segment with marks.
-                let run_end = bytes[offset..]
-                    .iter()
-                    .position(|b| !b.is_ascii())
-                    .map_or(bytes.len(), |p| offset + p);
+                let run_end = ascii_run_end(bytes, offset);
                 flush(
                     &mut segment,
                     segment_start,
@@ -127,8 +124,9 @@ impl<'a> Normalized<'a> {
                     run_end
                 };
                 text.push_str(&original[offset..direct_end]);
-                starts.extend((offset..direct_end).map(to_u32));
-                ends.extend((offset + 1..=direct_end).map(to_u32));
+                let (run_start, run_stop) = (to_u32(offset), to_u32(direct_end));
+                starts.extend(run_start..run_stop);
+                ends.extend(run_start.saturating_add(1)..run_stop.saturating_add(1));
                 if direct_end < run_end {
                     segment_start = direct_end;
                     segment.push(char::from(bytes[direct_end]));
@@ -224,6 +222,23 @@ impl<'a> Normalized<'a> {
         };
         (original_start, original_end.max(original_start))
     }
+}
+
+/// The end of the run of ASCII bytes starting at `from` (eight bytes at a time).
+fn ascii_run_end(bytes: &[u8], mut from: usize) -> usize {
+    while let Some(word) = bytes
+        .get(from..from + 8)
+        .and_then(|chunk| <[u8; 8]>::try_from(chunk).ok())
+    {
+        if u64::from_le_bytes(word) & 0x8080_8080_8080_8080 != 0 {
+            break;
+        }
+        from += 8;
+    }
+    bytes[from..]
+        .iter()
+        .position(|b| !b.is_ascii())
+        .map_or(bytes.len(), |p| from + p)
 }
 
 fn to_u32(value: usize) -> u32 {
