@@ -3,8 +3,9 @@
 //! Owns encoding the IR as an `/api/chat` request (messages with base64 `images`, tool calls
 //! with object `arguments`, `format` for JSON mode, sampling in `options`) and decoding its
 //! answer (also the shape of each NDJSON stream line, reused by `stream::ollama`). Ollama sends
-//! no ids (they are generated) and no cache figures. Note: Ollama omits `prompt_eval_count`
-//! when the whole prompt came from its cache; input tokens then read as 0.
+//! no ids (they are generated). Usage: `prompt_eval_count` includes cached prompt tokens (since
+//! Ollama fixed it in mid-2024; older versions omitted it for cached prompts, which then reads
+//! as 0) and `prompt_eval_cached_count`, where reported, is the cached subset.
 
 use std::borrow::Cow;
 
@@ -286,6 +287,7 @@ pub(crate) struct WireChunk {
     pub(crate) done: bool,
     pub(crate) done_reason: Option<String>,
     prompt_eval_count: Option<u64>,
+    prompt_eval_cached_count: Option<u64>,
     eval_count: Option<u64>,
     pub(crate) error: Option<String>,
 }
@@ -298,6 +300,7 @@ impl WireChunk {
         Some(Usage {
             input_tokens: self.prompt_eval_count.unwrap_or(0),
             output_tokens: self.eval_count.unwrap_or(0),
+            cached_tokens: self.prompt_eval_cached_count.unwrap_or(0),
             ..Usage::default()
         })
     }

@@ -277,3 +277,19 @@ fn encoder_options_follow_the_request() {
     assert!(UpstreamKind::OpenAi.is_native_for(Ingress::OpenAi));
     assert!(!UpstreamKind::Ollama.is_native_for(Ingress::OpenAi));
 }
+
+#[test]
+fn ollama_cached_prompt_tokens_are_reported() {
+    let body = br#"{"model":"llama3.2","message":{"role":"assistant","content":"ok"},"done":true,"done_reason":"stop","prompt_eval_count":120,"prompt_eval_cached_count":100,"eval_count":2}"#;
+    let answer = decode_response(UpstreamKind::Ollama, body).expect("decode");
+    let usage = answer.usage.expect("usage");
+    assert_eq!(
+        (usage.input_tokens, usage.cached_tokens, usage.output_tokens),
+        (120, 100, 2)
+    );
+    let anthropic: Value =
+        serde_json::from_slice(&encode_response(Ingress::Anthropic, &answer, "m").expect("encode"))
+            .expect("json");
+    assert_eq!(anthropic["usage"]["input_tokens"], 20);
+    assert_eq!(anthropic["usage"]["cache_read_input_tokens"], 100);
+}
