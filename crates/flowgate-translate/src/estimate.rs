@@ -43,7 +43,7 @@ fn count_with(tokenizer: &LazyLock<Option<CoreBPE>>, text: &str) -> u64 {
         return 0;
     }
     match tokenizer.as_ref() {
-        Some(bpe) => bpe.count_ordinary(text) as u64,
+        Some(tokenizer) => tokenizer.count_ordinary(text) as u64,
         None => text.len().div_ceil(4) as u64,
     }
 }
