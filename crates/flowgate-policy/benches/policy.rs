@@ -37,12 +37,24 @@ fn realistic_text(bytes: usize) -> String {
     text
 }
 
+/// A made-up codename per index, letters only (tenant keywords are words and names).
+fn codename(index: usize) -> String {
+    const SYLLABLES: [&str; 10] = ["ka", "zu", "mi", "ro", "te", "xi", "lo", "va", "qe", "nu"];
+    let mut name = String::from("q");
+    let mut rest = index;
+    for _ in 0..4 {
+        name.push_str(SYLLABLES[rest % 10]);
+        rest /= 10;
+    }
+    name
+}
+
 fn keyword_rules(count: usize) -> Vec<Rule> {
     (0..count)
         .map(|i| {
             Rule::new(
                 format!("kw-{i}"),
-                RuleMatch::keywords([format!("codename{i:04}"), format!("project zeta{i:04}")]),
+                RuleMatch::keywords([codename(i), format!("project {}", codename(i + count))]),
                 flowgate_policy::Action::Block,
             )
         })
