@@ -491,6 +491,14 @@ fn phone_at(
         return None;
     }
     let candidate = &text[start..end];
+    // Dots separate phone groups only in the North American 3.3.4 layout; other dotted
+    // numbers are addresses, versions or amounts.
+    if !international && candidate.contains('.') {
+        let groups: Vec<usize> = candidate.split('.').map(str::len).collect();
+        if groups != [3, 3, 4] || !candidate.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            return None;
+        }
+    }
     let valid = if international {
         phonenumber::parse(None, candidate).is_ok_and(|number| phonenumber::is_valid(&number))
     } else {
@@ -625,6 +633,33 @@ fn ipv6(text: &str, colon: usize, hits: &mut Vec<Hit>) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn ipv4_octet_boundaries(a in 0u32..300, b in 0u32..256, c in 0u32..256, d in 0u32..256) {
+            let text = format!("host {a}.{b}.{c}.{d} up");
+            let hits = found(&text);
+            if a <= 255 {
+                prop_assert_eq!(hits, vec![(DetectorId::IpAddress, &text[5..text.len() - 3])]);
+            } else {
+                prop_assert!(hits.is_empty());
+            }
+        }
+
+        #[test]
+        fn ssn_ranges_match_the_rule(area in 0u32..1000, group in 0u32..100, serial in 0u32..10000) {
+            let text = format!("ssn {area:03}-{group:02}-{serial:04} ok");
+            let valid = area != 0 && area != 666 && area < 900 && group != 0 && serial != 0;
+            let is_ssn = found(&text).iter().any(|(d, _)| *d == DetectorId::UsSsn);
+            prop_assert_eq!(is_ssn, valid);
+        }
+
+        #[test]
+        fn scanning_arbitrary_text_never_panics(text in "\\PC{0,80}") {
+            let _ = found(&text);
+        }
+    }
 
     fn all() -> StructuralSet {
         StructuralSet {
@@ -719,6 +754,10 @@ mod tests {
         );
         assert!(found("version 1.2.3").is_empty());
         assert!(found("bad 256.1.1.1").is_empty());
+        assert!(
+            found("host 256.20.10.100 up").is_empty(),
+            "not a dotted phone number either"
+        );
         assert!(found("bad 01.2.3.4").is_empty());
         assert_eq!(
             found("v6 2001:db8::1 ok"),
