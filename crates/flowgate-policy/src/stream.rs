@@ -15,7 +15,7 @@
 use std::fmt;
 
 use crate::finding::{Decision, Finding, redact_spans};
-use crate::policy::{EvalContext, Policy, resolve};
+use crate::policy::{EvalContext, MAX_OPEN_MATCH, Policy, resolve};
 use crate::rule::{Action, Phase};
 
 /// Whether a stream may go on.
@@ -132,26 +132,34 @@ impl StreamScreener {
             prompt_bytes: None,
         };
         let evaluation = resolve(self.policy.collect(&self.buffer, &context));
-        // Findings that start in text already forwarded were settled (or are longer than the
-        // holdback bound); only the pending part matters.
-        let pending: Vec<&Finding> = evaluation
+        // Only the pending part matters. A finding that starts in forwarded text is one that
+        // was longer than MAX_OPEN_MATCH (split on purpose) or an unbounded tenant regex that
+        // grew: its pending part is still redacted.
+        let emitted = self.emitted;
+        let pending: Vec<Finding> = evaluation
             .findings
-            .iter()
-            .filter(|f| f.start >= self.emitted && f.end > f.start)
+            .into_iter()
+            .filter(|f| f.end > emitted && f.end > f.start)
+            .map(|mut f| {
+                f.start = f.start.max(emitted);
+                f
+            })
             .collect();
 
         let mut cut = if last {
             len
         } else {
-            floor_char_boundary(&self.buffer, len - holdback).max(self.emitted)
+            floor_char_boundary(&self.buffer, len - holdback).max(emitted)
         };
         if !last {
-            // Never split a finding, and hold back any finding that may still grow.
+            // Never split a finding, and hold back any finding that may still grow, unless it
+            // is already longer than MAX_OPEN_MATCH: then it is split (memory stays bounded).
             loop {
                 let mut moved = false;
                 for finding in &pending {
+                    let bounded = len - finding.start <= MAX_OPEN_MATCH;
                     let open = finding.end >= len;
-                    if finding.start < cut && (open || finding.end > cut) {
+                    if bounded && finding.start < cut && (open || finding.end > cut) {
                         cut = finding.start;
                         moved = true;
                     }
@@ -162,25 +170,31 @@ impl StreamScreener {
             }
         }
 
-        let settled: Vec<&Finding> = pending.into_iter().filter(|f| f.start < cut).collect();
-        if let Some(block) = settled
+        let settled: Vec<Finding> = pending
+            .into_iter()
+            .filter(|f| f.start < cut)
+            .map(|mut f| {
+                f.end = f.end.min(cut);
+                f
+            })
+            .collect();
+        if let Some(block_start) = settled
             .iter()
             .filter(|f| f.action == Action::Block)
-            .min_by_key(|f| f.start)
+            .map(|f| f.start)
+            .min()
         {
-            let block_start = block.start;
-            let before: Vec<Finding> = settled
-                .iter()
-                .filter(|f| f.start < block_start)
-                .map(|f| (*f).clone())
-                .collect();
+            let (before, rest): (Vec<Finding>, Vec<Finding>) =
+                settled.into_iter().partition(|f| f.start < block_start);
             out.push_str(&redact_spans(
-                &self.buffer[self.emitted..block_start],
+                &self.buffer[emitted..block_start],
                 &before,
-                self.emitted,
+                emitted,
             ));
-            let block = (*block).clone();
-            for finding in before.into_iter().chain(std::iter::once(block)) {
+            let blocking = rest
+                .into_iter()
+                .filter(|f| f.action == Action::Block && f.start == block_start);
+            for finding in before.into_iter().chain(blocking.take(1)) {
                 self.record(finding);
             }
             self.blocked = true;
@@ -188,13 +202,8 @@ impl StreamScreener {
             return StreamStatus::Blocked;
         }
 
-        let owned: Vec<Finding> = settled.into_iter().cloned().collect();
-        out.push_str(&redact_spans(
-            &self.buffer[self.emitted..cut],
-            &owned,
-            self.emitted,
-        ));
-        for finding in owned {
+        out.push_str(&redact_spans(&self.buffer[emitted..cut], &settled, emitted));
+        for finding in settled {
             self.record(finding);
         }
         self.emitted = cut;
@@ -316,6 +325,25 @@ mod tests {
             assert_eq!(out, format!("{filler}about "));
             assert_eq!(findings.last().map(|f| &*f.rule_id), Some("no-falcon"));
         }
+    }
+
+    #[test]
+    fn an_endless_match_is_split_not_buffered_forever() {
+        let rules = [Rule::new("xs", RuleMatch::regex("x+"), Action::Redact)];
+        let policy = Policy::compile(None, &rules).unwrap();
+        let mut screener = StreamScreener::new(policy, Phase::Response);
+        let mut out = String::new();
+        let chunk = "x".repeat(100);
+        for _ in 0..400 {
+            screener.push(&chunk, &mut out);
+            assert!(screener.held_back() <= MAX_OPEN_MATCH + 1024);
+        }
+        screener.finish(&mut out);
+        assert!(
+            !out.replace("[REDACTED:xs]", "").contains('x'),
+            "raw match text was forwarded"
+        );
+        assert!(out.starts_with("[REDACTED:xs]"));
     }
 
     #[test]
