@@ -5,8 +5,9 @@
 //! [`Policy::stream_holdback`] bytes (at least [`crate::BASE_STREAM_HOLDBACK`], at most
 //! [`crate::MAX_STREAM_HOLDBACK`]); while a finding touches the end of the buffer (a PEM
 //! block or JWT still arriving, a card number still growing) it holds back from that
-//! finding's start, which is at most [`crate::MAX_OPEN_MATCH`] bytes back. It also keeps the
-//! same number of already-forwarded bytes as left context. Leaves out SSE parsing and the
+//! finding's start, which is at most [`crate::MAX_OPEN_MATCH`] bytes back (a match still
+//! growing past that is redacted up to the cut and split, so memory stays bounded). It also
+//! keeps the same number of already-forwarded bytes as left context. Leaves out SSE parsing and the
 //! ingress-format error event (the gateway's job).
 //!
 //! Matches of unbounded tenant regexes longer than the holdback may be missed in a stream
