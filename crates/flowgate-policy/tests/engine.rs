@@ -405,3 +405,25 @@ fn corpus_meets_quality_targets() {
         secrets.false_positive_rate()
     );
 }
+
+#[test]
+fn the_documented_rules_example_parses_and_compiles() {
+    let doc = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/guardrails.md"
+    ));
+    let start = doc
+        .find("```toml\n")
+        .expect("docs/guardrails.md has a toml example")
+        + 8;
+    let end = start + doc[start..].find("```").expect("the example is closed");
+    let rules = flowgate_policy::parse_rules_toml(&doc[start..end]).unwrap();
+    assert_eq!(rules.len(), 6);
+    let policy = Policy::compile(Some(Preset::Default), &rules).unwrap();
+    let text = "Project Falcon ships; test card 4111 1111 1111 1111; TICKET-123456";
+    let evaluation = policy.evaluate(text, &EvalContext::request().with_model("gpt-4o-mini"));
+    assert_eq!(evaluation.decision, Decision::Block);
+    assert_eq!(evaluation.rule_ids(Action::Block), vec!["no-codename"]);
+    assert_eq!(evaluation.rule_ids(Action::Allow), vec!["our-test-cards"]);
+    assert_eq!(evaluation.rule_ids(Action::Redact), vec!["tickets"]);
+}
