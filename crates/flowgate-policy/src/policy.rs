@@ -407,7 +407,8 @@ impl Policy {
         if phrases.is_some() || keywords.is_some() {
             // One lower-cased copy (same byte offsets) lets both automata run case-sensitive
             // searches, which use the fast SIMD prefilters.
-            let lower = scan_text.to_ascii_lowercase();
+            let mut lower: Vec<u8> = Vec::with_capacity(scan_text.len());
+            lower.extend(scan_text.bytes().map(|b| b.to_ascii_lowercase()));
             if let Some(automaton) = phrases {
                 for found in automaton.find_iter(&lower) {
                     let phrase = &injection::PHRASES[found.pattern().as_usize()];

@@ -155,8 +155,8 @@ fn is_word(b: u8) -> bool {
 
 /// Checks the anchor `phrase` found at `start..end` of the lower-cased text and returns the
 /// start of the whole phrase (the verb), or `None`.
-pub(crate) fn confirm(lower: &str, phrase: &Phrase, start: usize, end: usize) -> Option<usize> {
-    let bytes = lower.as_bytes();
+pub(crate) fn confirm(lower: &[u8], phrase: &Phrase, start: usize, end: usize) -> Option<usize> {
+    let bytes = lower;
     if (start > 0 && is_word(bytes[start - 1])) || bytes.get(end).is_some_and(|&b| is_word(b)) {
         return None;
     }
@@ -177,7 +177,8 @@ pub(crate) fn confirm(lower: &str, phrase: &Phrase, start: usize, end: usize) ->
                 .rev()
                 .take_while(|&&b| b.is_ascii_alphabetic())
                 .count();
-        let word = lower.get(word_start..trimmed)?;
+        // Only ASCII letters were taken, so this is valid UTF-8.
+        let word = std::str::from_utf8(lower.get(word_start..trimmed)?).ok()?;
         if word.is_empty() {
             return None;
         }
@@ -204,7 +205,7 @@ mod tests {
             while let Some(at) = lower[from..].find(phrase.anchor) {
                 let start = from + at;
                 let end = start + phrase.anchor.len();
-                if let Some(phrase_start) = confirm(&lower, phrase, start, end) {
+                if let Some(phrase_start) = confirm(lower.as_bytes(), phrase, start, end) {
                     out.push(&text[phrase_start..end]);
                 }
                 from = end;

@@ -65,8 +65,8 @@ fn between_mask(word: u64, low: u8, high: u8) -> u64 {
 }
 
 /// The next index at or after `i` whose byte has a class, or `bytes.len()`. Reads eight
-/// bytes at a time and only looks at bytes in `(`..=`+` or `0`..=`@` (a superset of the
-/// classified bytes, so nothing is missed).
+/// bytes at a time and only looks at bytes in `(`..=`@` (a superset of the classified bytes,
+/// so nothing is missed; one range test is cheaper than two exact ones).
 #[inline]
 fn next_interesting(bytes: &[u8], mut i: usize) -> usize {
     let n = bytes.len();
@@ -76,8 +76,7 @@ fn next_interesting(bytes: &[u8], mut i: usize) -> usize {
             .and_then(|chunk| <[u8; 8]>::try_from(chunk).ok())
         {
             let packed = u64::from_le_bytes(word);
-            let mut mask =
-                between_mask(packed, b'(' - 1, b'+' + 1) | between_mask(packed, b'0' - 1, b'@' + 1);
+            let mut mask = between_mask(packed, b'(' - 1, b'@' + 1);
             while mask != 0 {
                 let offset = (mask.trailing_zeros() / 8) as usize;
                 if CLASS[word[offset] as usize] != 0 {
@@ -788,9 +787,7 @@ mod tests {
         for byte in 0u8..=255 {
             let word = u64::from_le_bytes([b'a', b'b', byte, b'c', b'd', b'e', b'f', b'g']);
             let interesting = CLASS[byte as usize] != 0;
-            let flagged = (between_mask(word, b'(' - 1, b'+' + 1)
-                | between_mask(word, b'0' - 1, b'@' + 1))
-                != 0;
+            let flagged = between_mask(word, b'(' - 1, b'@' + 1) != 0;
             assert!(!interesting || flagged, "byte {byte:#x}");
         }
         let text = "no digits here at all, just words. ".repeat(5) + "7";
