@@ -55,6 +55,11 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Audit log: verify, export, proofs, public key, stats, retention.
+    Audit {
+        #[command(subcommand)]
+        command: commands::audit::AuditCommand,
+    },
     /// Check that a running gateway answers /health (for container health checks).
     Healthcheck {
         /// Health URL (default: http://127.0.0.1:$FLOWGATE_PORT/health).
@@ -94,13 +99,17 @@ fn main() -> ExitCode {
                 command: ConfigCommand::Check(args),
             } => commands::config_check(&args),
             Command::Healthcheck { url } => commands::healthcheck(url).await,
+            Command::Audit { command } => commands::audit::run(command).await,
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             output::error_line(&format!("{err:#}"));
-            ExitCode::FAILURE
+            match err.downcast_ref::<commands::audit::VerifyExit>() {
+                Some(exit) => ExitCode::from(u8::try_from(exit.code).unwrap_or(1)),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }

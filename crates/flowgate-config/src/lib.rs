@@ -152,6 +152,25 @@ pub struct WebhookDefaults {
 pub struct AuditConfig {
     pub retention_days: u32,
     pub hash_prompts: bool,
+    /// The node's log name; `None` means `flowgate-<hostname>`.
+    pub origin: Option<String>,
+    /// Publish a signed checkpoint after this many new records (at least 1).
+    pub checkpoint_every_records: u64,
+    /// ... or after this many seconds, if the log grew (at least 1).
+    pub checkpoint_every_seconds: u64,
+    /// What `submit` does when the write queue is full.
+    pub on_full: AuditOnFull,
+    /// Records the write queue holds before `on_full` applies (at least 1).
+    pub queue_capacity: usize,
+}
+
+/// Audit back-pressure mode when the write queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditOnFull {
+    /// Refuse the request (503): no answer without a record.
+    Refuse,
+    /// Keep serving; a gap marker records how many records were lost.
+    Serve,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -80,4 +80,9 @@ pub(crate) struct RawLimits {
 pub(crate) struct RawAudit {
     pub retention_days: Option<u32>,
     pub hash_prompts: Option<bool>,
+    pub origin: Option<String>,
+    pub checkpoint_every_records: Option<u64>,
+    pub checkpoint_every_seconds: Option<u64>,
+    pub on_full: Option<String>,
+    pub queue_capacity: Option<usize>,
 }

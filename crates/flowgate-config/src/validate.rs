@@ -219,6 +219,55 @@ pub fn from_sources(
     let audit = AuditConfig {
         retention_days: parse_env_or(&get, "AUDIT_RETENTION_DAYS", raw.audit.retention_days, 365)?,
         hash_prompts: parse_env_or(&get, "AUDIT_HASH_PROMPTS", raw.audit.hash_prompts, true)?,
+        origin: match raw.audit.origin.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(origin) if origin.chars().all(|c| c.is_ascii_graphic() && c != '+') => {
+                Some(origin.to_owned())
+            }
+            Some(_) => {
+                return Err(ConfigError::new(
+                    "audit.origin",
+                    "must be printable ASCII without spaces or `+`",
+                ));
+            }
+        },
+        checkpoint_every_records: match raw.audit.checkpoint_every_records {
+            Some(0) => {
+                return Err(ConfigError::new(
+                    "audit.checkpoint_every_records",
+                    "must be at least 1",
+                ));
+            }
+            value => value.unwrap_or(1000),
+        },
+        checkpoint_every_seconds: match raw.audit.checkpoint_every_seconds {
+            Some(0) => {
+                return Err(ConfigError::new(
+                    "audit.checkpoint_every_seconds",
+                    "must be at least 1",
+                ));
+            }
+            value => value.unwrap_or(10),
+        },
+        on_full: match raw.audit.on_full.as_deref() {
+            None | Some("refuse") => AuditOnFull::Refuse,
+            Some("serve") => AuditOnFull::Serve,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "audit.on_full",
+                    format!("`{other}` is not `refuse` or `serve`"),
+                ));
+            }
+        },
+        queue_capacity: match raw.audit.queue_capacity {
+            Some(0) => {
+                return Err(ConfigError::new(
+                    "audit.queue_capacity",
+                    "must be at least 1",
+                ));
+            }
+            value => value.unwrap_or(65_536),
+        },
     };
 
     let providers = raw

@@ -3,6 +3,7 @@
 //! listeners and shuts down gracefully (`server`). Only this crate knows axum.
 
 pub mod admin;
+pub mod audit;
 pub mod bootstrap;
 pub mod error;
 pub mod proxy;

@@ -179,6 +179,7 @@ impl Gateway {
         if !drained {
             tracing::warn!("shutdown deadline reached with requests still in flight");
         }
+        self.state.audit().shutdown().await;
         drained
     }
 }

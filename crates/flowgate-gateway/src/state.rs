@@ -189,6 +189,8 @@ struct Inner {
     request_ids: RequestIdGenerator,
     /// Serialises reloads so two refreshes never race to install an older snapshot.
     reload: Mutex<()>,
+    /// This node's audit writer.
+    audit: crate::audit::AuditLog,
 }
 
 impl AppState {
@@ -205,6 +207,15 @@ impl AppState {
         let key_hasher = KeyHasher::new(&master_key.derive(KEY_HASH_LABEL));
         let admin_digest = key_hasher.digest(admin_key);
         let stored = store.load_snapshot().await.map_err(StartError::Store)?;
+        let audit_store = store
+            .audit_store()
+            .ok_or(StartError::Audit(crate::audit::AuditStartError::Unsupported))?;
+        let audit = crate::audit::AuditLog::start(
+            audit_store,
+            crate::audit::AuditSettings::from_config(&config.audit),
+        )
+        .await
+        .map_err(StartError::Audit)?;
         let state = Self {
             inner: Arc::new(Inner {
                 config,
@@ -215,6 +226,7 @@ impl AppState {
                 admin_digest,
                 request_ids: RequestIdGenerator::new(),
                 reload: Mutex::new(()),
+                audit,
             }),
         };
         Ok(state)
@@ -230,6 +242,11 @@ impl AppState {
 
     pub fn snapshot(&self) -> arc_swap::Guard<Arc<Snapshot>> {
         self.inner.snapshot.load()
+    }
+
+    /// This node's audit writer (`submit` records from the request path).
+    pub fn audit(&self) -> &crate::audit::AuditLog {
+        &self.inner.audit
     }
 
     pub fn routes(&self) -> &RouteTable {
@@ -278,6 +295,8 @@ pub enum StartError {
     Providers(String),
     #[error(transparent)]
     Store(StoreError),
+    #[error(transparent)]
+    Audit(crate::audit::AuditStartError),
     #[error("cannot bind {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,

@@ -2,8 +2,19 @@
 //! implementation (SQLite always; PostgreSQL in its own schema). Lives in the library so any
 //! future backend's tests call the same function.
 
-use crate::{NewKey, NewTenant, Store, StoreError, TenantPatch};
+use crate::{
+    AuditEntry, AuditFilter, AuditStore, AuditWrite, NewKey, NewTenant, OriginLog, Store,
+    StoreError, StoredCheckpoint, TenantPatch,
+};
+use flowgate_audit::appender::LogAppender;
+use flowgate_audit::checkpoint::CheckpointPolicy;
+use flowgate_audit::note::NoteSigner;
+use flowgate_audit::record::{AuditRecord, Decision, RecordKind, RuleFinding};
+use flowgate_audit::source::{anchor_at, prove_inclusion, rebuild_appender_state, verify_source};
+use flowgate_audit::verify::VerifyOptions;
 use flowgate_types::{ApiKeySecret, KeyHasher, KeyId, TenantId};
+use std::num::NonZeroU64;
+use std::sync::Arc;
 
 fn new_tenant(name: &str, now: i64) -> NewTenant {
     NewTenant {
@@ -193,4 +204,361 @@ pub async fn run_all(store: &dyn Store) {
         .await
         .unwrap_or_else(|err| panic!("snapshot: {err}"));
     assert!(snapshot.tenants.is_empty() && snapshot.keys.is_empty());
+
+    if let Some(audit) = store.audit_store() {
+        run_audit(audit).await;
+    }
+}
+
+/// A record of the conformance log: tenant `t{i % 3}`, model `m{i % 2}`, every fifth
+/// blocked by rule `r-block` (2 hits), every other one flagged by `r-flag`.
+fn audit_record(i: u64) -> AuditRecord {
+    let mut record = AuditRecord::gap(1_000 + i * 10, 0, "");
+    record.kind = RecordKind::Completion;
+    record.gap = None;
+    record.request_id = format!("req-{i}");
+    record.tenant_id = format!("t{}", i % 3);
+    record.model = format!("m{}", i % 2);
+    record.key_id = "k".into();
+    record.route = "/v1/chat/completions".into();
+    record.provider = "mock".into();
+    record.http_status = Some(200);
+    record.decision = if i.is_multiple_of(5) {
+        Decision::Block
+    } else {
+        Decision::Allow
+    };
+    if i.is_multiple_of(5) {
+        record.findings.push(RuleFinding {
+            rule_id: "r-block".into(),
+            action: "block".into(),
+            count: 2,
+        });
+    }
+    if i.is_multiple_of(2) {
+        record.findings.push(RuleFinding {
+            rule_id: "r-flag".into(),
+            action: "flag".into(),
+            count: 1,
+        });
+    }
+    record
+}
+
+/// Appends `count` records through a real appender in batches of `batch`, storing what it
+/// produces exactly like the gateway's writer.
+async fn append_records(
+    audit: &dyn AuditStore,
+    appender: &mut LogAppender,
+    start: u64,
+    count: u64,
+    batch: u64,
+) {
+    let mut i = start;
+    while i < start + count {
+        let end = (i + batch).min(start + count);
+        let mut entries = Vec::new();
+        let mut subtrees = Vec::new();
+        let mut checkpoints = Vec::new();
+        for n in i..end {
+            let record = audit_record(n);
+            let appended = appender.append(&record, 1_000 + n * 10);
+            subtrees.extend(appended.subtrees);
+            if let Some(checkpoint) = appended.checkpoint {
+                checkpoints.push(StoredCheckpoint {
+                    size: checkpoint.checkpoint.size,
+                    note: checkpoint.note,
+                });
+            }
+            entries.push(AuditEntry {
+                index: appended.index,
+                record: String::from_utf8(appended.canonical)
+                    .unwrap_or_else(|err| panic!("canonical utf-8: {err}")),
+                leaf_hash: appended.leaf_hash,
+                time_ms: appended.time_ms,
+                kind: record.kind,
+                request_id: record.request_id,
+                tenant_id: record.tenant_id,
+                decision: record.decision,
+                model: record.model,
+                status: record.http_status,
+                findings: record.findings,
+            });
+        }
+        let state = serde_json::to_string(&appender.state()).ok();
+        audit
+            .append_audit(
+                "conformance.example/log",
+                AuditWrite {
+                    entries: &entries,
+                    subtrees: &subtrees,
+                    checkpoints: &checkpoints,
+                    state: state.as_deref(),
+                },
+            )
+            .await
+            .unwrap_or_else(|err| panic!("append audit batch at {i}: {err}"));
+        i = end;
+    }
+}
+
+/// The audit storage contract: node identity, atomic batches, reads for verification and
+/// proofs, filters, stats and retention.
+pub async fn run_audit(audit: Arc<dyn AuditStore>) {
+    let origin = "conformance.example/log";
+    assert!(
+        audit
+            .audit_node(origin)
+            .await
+            .unwrap_or_else(|err| panic!("node: {err}"))
+            .is_none()
+    );
+    let signer = NoteSigner::generate(origin).unwrap_or_else(|err| panic!("key: {err}"));
+    let node = audit
+        .create_audit_node(origin, &signer.to_private_key_string())
+        .await
+        .unwrap_or_else(|err| panic!("create node: {err}"));
+    assert_eq!(node.signing_key, signer.to_private_key_string());
+    let other = NoteSigner::generate(origin).unwrap_or_else(|err| panic!("key: {err}"));
+    let again = audit
+        .create_audit_node(origin, &other.to_private_key_string())
+        .await
+        .unwrap_or_else(|err| panic!("create node again: {err}"));
+    assert_eq!(again.signing_key, node.signing_key, "first key wins");
+    assert_eq!(
+        audit.audit_origins().await.unwrap_or_default(),
+        vec![origin.to_owned()]
+    );
+    assert_eq!(audit.audit_size(origin).await.unwrap_or(99), 0);
+
+    let policy = CheckpointPolicy {
+        every_records: NonZeroU64::new(100).unwrap_or(NonZeroU64::MIN),
+        every_ms: NonZeroU64::new(u64::MAX).unwrap_or(NonZeroU64::MIN),
+    };
+    let mut appender = LogAppender::new(
+        origin,
+        NoteSigner::parse(&signer.to_private_key_string())
+            .unwrap_or_else(|err| panic!("key: {err}")),
+        policy,
+        0,
+    )
+    .unwrap_or_else(|err| panic!("appender: {err}"));
+    // 1,200 rows in batches of 700: more than one multi-row statement per batch.
+    append_records(audit.as_ref(), &mut appender, 0, 1_200, 700).await;
+    assert_eq!(audit.audit_size(origin).await.unwrap_or(0), 1_200);
+    let checkpoints = audit.audit_checkpoints(origin).await.unwrap_or_default();
+    assert_eq!(
+        checkpoints.iter().map(|c| c.size).collect::<Vec<_>>(),
+        (1..=12).map(|n| n * 100).collect::<Vec<_>>()
+    );
+    let node = audit.audit_node(origin).await.ok().flatten();
+    assert!(
+        node.as_ref().and_then(|node| node.state.as_ref()).is_some(),
+        "state hint kept"
+    );
+    // A duplicate index is refused and the whole batch rolls back.
+    let duplicate = audit
+        .append_audit(
+            origin,
+            AuditWrite {
+                entries: &[AuditEntry {
+                    index: 5,
+                    record: "{}".into(),
+                    leaf_hash: [0; 32],
+                    time_ms: 0,
+                    kind: RecordKind::Request,
+                    request_id: String::new(),
+                    tenant_id: String::new(),
+                    decision: Decision::Allow,
+                    model: String::new(),
+                    status: None,
+                    findings: Vec::new(),
+                }],
+                subtrees: &[],
+                checkpoints: &[StoredCheckpoint {
+                    size: 9_999,
+                    note: "x".into(),
+                }],
+                state: None,
+            },
+        )
+        .await;
+    assert!(duplicate.is_err(), "duplicate index must fail");
+    assert_eq!(
+        audit
+            .audit_checkpoints(origin)
+            .await
+            .unwrap_or_default()
+            .len(),
+        12,
+        "rolled back"
+    );
+
+    // The stored log verifies and rebuilds the appender exactly.
+    let source = OriginLog::new(Arc::clone(&audit), origin);
+    let report = verify_source(
+        &source,
+        VerifyOptions::new(origin, vec![signer.verifier()]),
+        333,
+    )
+    .await
+    .unwrap_or_else(|err| panic!("verify: {err}"));
+    assert_eq!(report.size, 1_200);
+    assert_eq!(report.checkpoints_verified, 12);
+    let rebuilt = rebuild_appender_state(&source, &[signer.verifier()], None, 0)
+        .await
+        .unwrap_or_else(|err| panic!("rebuild: {err}"));
+    assert_eq!(rebuilt.frontier, appender.state().frontier);
+    assert_eq!(rebuilt.last_checkpoint_size, 1_200);
+    // Cached subtrees (256-leaf) exist and proofs check against the checkpoint root.
+    assert!(
+        audit
+            .audit_subtree(origin, 8, 0)
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+    );
+    let proof = prove_inclusion(&source, 700, 1_200)
+        .await
+        .unwrap_or_else(|err| panic!("prove: {err}"));
+    let leaf = audit
+        .audit_leaf_hashes(origin, 700, 701)
+        .await
+        .unwrap_or_default();
+    assert_eq!(leaf.len(), 1);
+    assert!(
+        flowgate_audit::merkle::verify_inclusion(700, 1_200, &leaf[0], &proof, &appender.root())
+            .is_ok(),
+        "inclusion proof verifies"
+    );
+
+    // Filters, newest first, cursor pagination.
+    let list = |filter: AuditFilter| {
+        let audit = Arc::clone(&audit);
+        async move {
+            audit
+                .list_audit(origin, &filter)
+                .await
+                .unwrap_or_else(|err| panic!("list: {err}"))
+        }
+    };
+    let blocked = list(AuditFilter {
+        decision: Some("BLOCK".into()),
+        limit: 1_000,
+        ..AuditFilter::default()
+    })
+    .await;
+    assert_eq!(blocked.len(), 240);
+    assert!(blocked.windows(2).all(|pair| pair[0].index > pair[1].index));
+    let page = list(AuditFilter {
+        tenant_id: Some("t1".into()),
+        model: Some("m0".into()),
+        limit: 10,
+        ..AuditFilter::default()
+    })
+    .await;
+    assert_eq!(page.len(), 10);
+    assert!(
+        page.iter()
+            .all(|row| row.index % 3 == 1 && row.index % 2 == 0)
+    );
+    let next = list(AuditFilter {
+        tenant_id: Some("t1".into()),
+        model: Some("m0".into()),
+        limit: 10,
+        before_index: page.last().map(|row| row.index),
+        ..AuditFilter::default()
+    })
+    .await;
+    assert!(next.first().map(|row| row.index) < page.last().map(|row| row.index));
+    let by_rule = list(AuditFilter {
+        rule_id: Some("r-block".into()),
+        from_ms: Some(1_000),
+        to_ms: Some(1_000 + 100 * 10),
+        limit: 1_000,
+        ..AuditFilter::default()
+    })
+    .await;
+    assert_eq!(by_rule.len(), 20, "indices 0..100 divisible by 5");
+
+    let stats = audit
+        .audit_stats(origin, None, None, None)
+        .await
+        .unwrap_or_else(|err| panic!("stats: {err}"));
+    assert_eq!((stats.records, stats.requests), (1_200, 1_200));
+    assert_eq!(
+        stats
+            .top_triggered_rules
+            .first()
+            .map(|rule| (rule.rule_id.as_str(), rule.records)),
+        Some(("r-flag", 600))
+    );
+    assert!(
+        stats
+            .top_triggered_rules
+            .iter()
+            .any(|rule| rule.rule_id == "r-block" && rule.hits == 480)
+    );
+    assert!(
+        stats
+            .by_decision
+            .iter()
+            .any(|count| count.name == "BLOCK" && count.count == 240)
+    );
+    assert_eq!(stats.by_tenant.len(), 3);
+    let tenant_stats = audit
+        .audit_stats(origin, Some("t0"), None, None)
+        .await
+        .unwrap_or_default();
+    assert_eq!(tenant_stats.records, 400);
+
+    // Retention at checkpoint 500: what remains still verifies from the anchor.
+    let anchor = anchor_at(&source, 500)
+        .await
+        .unwrap_or_else(|err| panic!("anchor: {err}"));
+    let deleted = audit
+        .prune_audit(origin, &anchor)
+        .await
+        .unwrap_or_else(|err| panic!("prune: {err}"));
+    assert_eq!(deleted, 500);
+    assert_eq!(audit.audit_size(origin).await.unwrap_or(0), 1_200);
+    assert_eq!(
+        audit
+            .audit_checkpoints(origin)
+            .await
+            .unwrap_or_default()
+            .first()
+            .map(|c| c.size),
+        Some(500)
+    );
+    let report = verify_source(
+        &source,
+        VerifyOptions::new(origin, vec![signer.verifier()]),
+        1_000,
+    )
+    .await
+    .unwrap_or_else(|err| panic!("verify after prune: {err}"));
+    assert_eq!(report.size, 1_200);
+    assert_eq!(report.start_index, 500);
+    // Proofs of kept records still reach across the pruned prefix.
+    let proof = prove_inclusion(&source, 1_100, 1_200)
+        .await
+        .unwrap_or_else(|err| panic!("prove after prune: {err}"));
+    let leaf = audit
+        .audit_leaf_hashes(origin, 1_100, 1_101)
+        .await
+        .unwrap_or_default();
+    assert!(
+        flowgate_audit::merkle::verify_inclusion(1_100, 1_200, &leaf[0], &proof, &appender.root())
+            .is_ok()
+    );
+    assert_eq!(
+        audit
+            .audit_leaf_hashes(origin, 0, 1_200)
+            .await
+            .unwrap_or_default()
+            .len(),
+        1_200
+    );
 }

@@ -6,11 +6,16 @@
 //!
 //! `conformance` holds the one test suite every implementation must pass.
 
+pub mod audit;
 pub mod conformance;
 mod migrate;
 mod model;
 mod sql;
 
+pub use audit::{
+    AuditEntry, AuditFilter, AuditNode, AuditRow, AuditStats, AuditStore, AuditWrite, NamedCount,
+    OriginLog, RuleCount, StoredCheckpoint,
+};
 pub use migrate::MigrationReport;
 pub use model::{KeyRecord, NewKey, NewTenant, StoreSnapshot, Tenant, TenantPatch};
 pub use sql::{SqlStore, StoreOptions};
@@ -97,4 +102,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn change_version(&self) -> Result<i64, StoreError>;
     /// Everything the request path needs, read in one transaction.
     async fn load_snapshot(&self) -> Result<StoreSnapshot, StoreError>;
+
+    /// The audit log storage of the same database, if this store keeps one.
+    fn audit_store(&self) -> Option<std::sync::Arc<dyn AuditStore>> {
+        None
+    }
 }

@@ -13,17 +13,31 @@ pub(crate) struct Migration {
     pub sql: &'static str,
 }
 
-pub(crate) const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "tenants_and_keys",
-    sql: include_str!("../migrations/sqlite/0001_tenants_and_keys.sql"),
-}];
+pub(crate) const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "tenants_and_keys",
+        sql: include_str!("../migrations/sqlite/0001_tenants_and_keys.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "audit",
+        sql: include_str!("../migrations/sqlite/0002_audit.sql"),
+    },
+];
 
-pub(crate) const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "tenants_and_keys",
-    sql: include_str!("../migrations/postgres/0001_tenants_and_keys.sql"),
-}];
+pub(crate) const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "tenants_and_keys",
+        sql: include_str!("../migrations/postgres/0001_tenants_and_keys.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "audit",
+        sql: include_str!("../migrations/postgres/0002_audit.sql"),
+    },
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MigrationReport {

@@ -31,11 +31,11 @@ pub struct StoreOptions {
 
 #[derive(Debug, Clone)]
 pub struct SqlStore {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
     backend: Backend,
 }
 
-fn query_error(operation: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+pub(crate) fn query_error(operation: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
     move |source| match &source {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict {
             entity: operation,
@@ -452,6 +452,10 @@ impl Store for SqlStore {
             .await
             .and_then(|row| row.try_get("version"))
             .map_err(query_error("change version"))
+    }
+
+    fn audit_store(&self) -> Option<std::sync::Arc<dyn crate::AuditStore>> {
+        Some(std::sync::Arc::new(self.clone()))
     }
 
     async fn load_snapshot(&self) -> Result<StoreSnapshot, StoreError> {

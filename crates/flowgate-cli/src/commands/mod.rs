@@ -1,5 +1,6 @@
 //! Command implementations, plus the configuration loading they share.
 
+pub mod audit;
 pub mod serve;
 pub mod tenants;
 

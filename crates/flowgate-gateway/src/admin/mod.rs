@@ -2,6 +2,7 @@
 //! the health routes. Admin routes take the admin key, or a tenant key for that tenant's own
 //! data. Errors use the OpenAI error shape with codes from `ApiError`.
 
+mod audit;
 mod health;
 mod tenants;
 
@@ -22,7 +23,7 @@ use serde::de::DeserializeOwned;
 pub use health::router as health_router;
 
 pub fn router() -> Router<AppState> {
-    tenants::router()
+    tenants::router().merge(audit::router())
 }
 
 /// Adds `x-request-id` to admin and health answers (the data plane stamps its own).

@@ -2,6 +2,7 @@
 //! the data plane (statuses, streaming, cancellation), the admin API, health and shutdown.
 
 mod admin;
+mod audit;
 mod data_plane;
 mod lifecycle;
 mod streaming;

@@ -1,0 +1,343 @@
+//! The audit writer (`AuditLog`): group-committed indices, restart continuity, back-pressure
+//! modes, and the audit API (filters, tenant scoping, stats, checkpoints, offline-verifiable
+//! proofs).
+
+use crate::setup_with;
+use flowgate_audit::note::NoteVerifier;
+use flowgate_audit::proof::InclusionBundle;
+use flowgate_audit::record::{AuditRecord, Decision, RecordKind, RuleFinding};
+use flowgate_audit::source::verify_source;
+use flowgate_audit::verify::VerifyOptions;
+use flowgate_config::AuditOnFull;
+use flowgate_gateway::audit::{AuditError, AuditLog, AuditSettings};
+use flowgate_store::{AuditFilter, AuditStore, SqlStore, Store as _, StoreOptions};
+use flowgate_test_support::TestClient;
+use http::StatusCode;
+use std::num::NonZeroU64;
+use std::sync::Arc;
+
+fn record(i: u64, tenant: &str) -> AuditRecord {
+    let mut record = AuditRecord::gap(flowgate_types::now_millis().unsigned_abs(), 0, "");
+    record.kind = RecordKind::Completion;
+    record.gap = None;
+    record.request_id = format!("req-{i}");
+    record.tenant_id = tenant.to_owned();
+    record.key_id = "key".into();
+    record.route = "/v1/chat/completions".into();
+    record.provider = "mock".into();
+    record.model = "gpt-4o-mini".into();
+    record.http_status = Some(200);
+    record.decision = if i.is_multiple_of(4) {
+        Decision::Block
+    } else {
+        Decision::Allow
+    };
+    if i.is_multiple_of(4) {
+        record.findings.push(RuleFinding {
+            rule_id: "secrets".into(),
+            action: "block".into(),
+            count: 1,
+        });
+    }
+    record
+}
+
+async fn sqlite_store(dir: &std::path::Path) -> Arc<SqlStore> {
+    let store = SqlStore::connect(&StoreOptions {
+        url: format!("sqlite://{}/audit.db", dir.display()),
+        max_connections: 4,
+        schema: None,
+    })
+    .await
+    .unwrap_or_else(|err| panic!("connect: {err}"));
+    store
+        .migrate()
+        .await
+        .unwrap_or_else(|err| panic!("migrate: {err}"));
+    Arc::new(store)
+}
+
+fn settings(capacity: usize, on_full: AuditOnFull) -> AuditSettings {
+    AuditSettings {
+        origin: "test.example/audit".into(),
+        policy: flowgate_audit::checkpoint::CheckpointPolicy {
+            every_records: NonZeroU64::new(16).unwrap_or(NonZeroU64::MIN),
+            every_ms: NonZeroU64::new(60_000).unwrap_or(NonZeroU64::MIN),
+        },
+        on_full,
+        queue_capacity: capacity,
+        max_batch: 1024,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writer_numbers_records_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
+    let store = sqlite_store(dir.path()).await;
+    let audit_store: Arc<dyn AuditStore> = store.clone();
+    let log = AuditLog::start(
+        Arc::clone(&audit_store),
+        settings(1024, AuditOnFull::Refuse),
+    )
+    .await
+    .unwrap_or_else(|err| panic!("start: {err}"));
+    let key = log.verifier().to_string();
+    // Concurrent submitters: every index is handed out exactly once.
+    let mut handles = Vec::new();
+    for i in 0..200u64 {
+        let log = log.clone();
+        handles.push(tokio::spawn(async move {
+            match log.submit(record(i, "t1")) {
+                Ok(receipt) => receipt.durable().await,
+                Err(err) => Err(err),
+            }
+        }));
+    }
+    let mut indices = Vec::new();
+    for handle in handles {
+        let index = handle
+            .await
+            .unwrap_or_else(|err| panic!("join: {err}"))
+            .unwrap_or_else(|err| panic!("durable: {err}"));
+        indices.push(index);
+    }
+    indices.sort_unstable();
+    assert_eq!(indices, (0..200).collect::<Vec<_>>());
+    log.shutdown().await;
+    assert_eq!(log.submit(record(0, "t1")).err(), Some(AuditError::Closed));
+
+    // A restart rebuilds the appender: same key, indices continue, the log verifies.
+    let log = AuditLog::start(
+        Arc::clone(&audit_store),
+        settings(1024, AuditOnFull::Refuse),
+    )
+    .await
+    .unwrap_or_else(|err| panic!("restart: {err}"));
+    assert_eq!(log.verifier().to_string(), key);
+    let next = log
+        .submit(record(200, "t1"))
+        .unwrap_or_else(|err| panic!("submit: {err}"))
+        .durable()
+        .await
+        .unwrap_or_else(|err| panic!("durable: {err}"));
+    assert_eq!(next, 200);
+    log.shutdown().await;
+    let verifier = NoteVerifier::parse(&key).unwrap_or_else(|err| panic!("key: {err}"));
+    let report = verify_source(
+        &log.source(),
+        VerifyOptions::new(log.origin(), vec![verifier]),
+        64,
+    )
+    .await
+    .unwrap_or_else(|err| panic!("verify: {err}"));
+    assert_eq!(report.size, 201);
+    assert_eq!(
+        report.last_checkpoint_size,
+        Some(201),
+        "shutdown checkpoint"
+    );
+    assert_eq!(report.uncovered_records, 0);
+}
+
+#[tokio::test]
+async fn full_queue_refuses_or_serves_with_a_gap_marker() {
+    let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
+    let store = sqlite_store(dir.path()).await;
+    // The current-thread runtime cannot run the writer while this loop does not await, so
+    // the queue of 2 fills deterministically.
+    let refuse = AuditLog::start(store.clone(), settings(2, AuditOnFull::Refuse))
+        .await
+        .unwrap_or_else(|err| panic!("start: {err}"));
+    let outcomes: Vec<_> = (0..5).map(|i| refuse.submit(record(i, "t1"))).collect();
+    let refused = outcomes
+        .iter()
+        .filter(|outcome| matches!(outcome, Err(AuditError::Full)))
+        .count();
+    assert_eq!(refused, 3);
+    assert!(AuditError::Full.refuses() && !AuditError::Dropped.refuses());
+    for receipt in outcomes.into_iter().flatten() {
+        assert!(receipt.durable().await.is_ok());
+    }
+    refuse.shutdown().await;
+
+    let mut serve_settings = settings(2, AuditOnFull::Serve);
+    serve_settings.origin = "test.example/serve".into();
+    let serve = AuditLog::start(store.clone(), serve_settings)
+        .await
+        .unwrap_or_else(|err| panic!("start: {err}"));
+    let outcomes: Vec<_> = (0..6).map(|i| serve.submit(record(i, "t1"))).collect();
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|outcome| matches!(outcome, Err(AuditError::Dropped)))
+            .count(),
+        4
+    );
+    assert_eq!(serve.dropped_total(), 4);
+    for receipt in outcomes.into_iter().flatten() {
+        assert!(receipt.durable().await.is_ok());
+    }
+    let later = serve
+        .submit(record(9, "t1"))
+        .unwrap_or_else(|err| panic!("submit: {err}"))
+        .durable()
+        .await
+        .unwrap_or_else(|err| panic!("durable: {err}"));
+    serve.shutdown().await;
+    let stats = store
+        .audit_stats("test.example/serve", None, None, None)
+        .await
+        .unwrap_or_else(|err| panic!("stats: {err}"));
+    assert_eq!((stats.gaps, stats.lost_records), (1, 4));
+    assert_eq!(later, 3, "two records, one gap marker, then this one");
+    let gaps = store
+        .list_audit(
+            "test.example/serve",
+            &AuditFilter {
+                limit: 10,
+                ..AuditFilter::default()
+            },
+        )
+        .await
+        .unwrap_or_default();
+    assert!(
+        gaps.iter()
+            .any(|row| row.index == 2 && row.record.contains("\"kind\":\"gap\""))
+    );
+}
+
+#[tokio::test]
+async fn audit_api_filters_scopes_and_proves() {
+    let (_upstream, gateway) = setup_with("[audit]\ncheckpoint_every_records = 10\n").await;
+    let state = &gateway
+        .gateway()
+        .unwrap_or_else(|| panic!("gateway running"))
+        .state;
+    let audit = state.audit().clone();
+    let mut receipts = Vec::new();
+    for i in 0..40u64 {
+        let tenant = if i.is_multiple_of(2) {
+            gateway.tenant_id.clone()
+        } else {
+            "someone-else".to_owned()
+        };
+        receipts.push(
+            audit
+                .submit(record(i, &tenant))
+                .unwrap_or_else(|err| panic!("submit: {err}")),
+        );
+    }
+    for receipt in receipts {
+        receipt
+            .durable()
+            .await
+            .unwrap_or_else(|err| panic!("durable: {err}"));
+    }
+    let client = TestClient::new();
+
+    let all = client
+        .get(&gateway.url("/v1/audit?limit=15"), &gateway.admin_key)
+        .await;
+    assert_eq!(all.status, StatusCode::OK, "{}", all.text());
+    let all = all.json();
+    assert_eq!(all["data"].as_array().map(Vec::len), Some(15));
+    assert_eq!(all["data"][0]["index"], 39, "newest first");
+    let cursor = all["next_cursor"].as_u64().unwrap_or_default();
+    let page = client
+        .get(
+            &gateway.url(&format!("/v1/audit?limit=15&cursor={cursor}")),
+            &gateway.admin_key,
+        )
+        .await
+        .json();
+    assert_eq!(page["data"][0]["index"], 24);
+
+    let blocked = client
+        .get(
+            &gateway.url("/v1/audit?status=BLOCK&rule=secrets"),
+            &gateway.admin_key,
+        )
+        .await
+        .json();
+    assert_eq!(blocked["data"].as_array().map(Vec::len), Some(10));
+
+    // A tenant key sees its own tenant only, and may not ask for another.
+    let own = client
+        .get(&gateway.url("/v1/audit?limit=100"), &gateway.tenant_key)
+        .await
+        .json();
+    let own = own["data"].as_array().cloned().unwrap_or_default();
+    assert_eq!(own.len(), 20);
+    assert!(
+        own.iter()
+            .all(|row| row["record"]["tenant_id"] == gateway.tenant_id.as_str())
+    );
+    let other = client
+        .get(
+            &gateway.url("/v1/audit?tenant=someone-else"),
+            &gateway.tenant_key,
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::FORBIDDEN);
+    let unauthenticated = client.get(&gateway.url("/v1/audit"), "").await;
+    assert_eq!(unauthenticated.status, StatusCode::UNAUTHORIZED);
+    let bad = client
+        .get(&gateway.url("/v1/audit?limit=many"), &gateway.admin_key)
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+
+    let stats = client
+        .get(&gateway.url("/v1/audit/stats"), &gateway.admin_key)
+        .await
+        .json();
+    assert_eq!(stats["requests"], 40);
+    assert_eq!(stats["blocked"], 10);
+    assert_eq!(stats["block_rate"], 0.25);
+    assert_eq!(stats["top_triggered_rules"][0]["rule_id"], "secrets");
+    assert_eq!(stats["by_tenant"].as_array().map(Vec::len), Some(2));
+
+    let checkpoints = client
+        .get(&gateway.url("/v1/audit/checkpoints"), &gateway.admin_key)
+        .await
+        .json();
+    let sizes: Vec<u64> = checkpoints["data"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|checkpoint| checkpoint["size"].as_u64())
+        .collect();
+    assert_eq!(sizes, vec![10, 20, 30, 40]);
+    let key = checkpoints["verifier_key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+
+    // A proof an auditor checks with nothing but the public key.
+    let proof = client
+        .get(&gateway.url("/v1/audit/proof?index=17"), &gateway.admin_key)
+        .await;
+    assert_eq!(proof.status, StatusCode::OK, "{}", proof.text());
+    let bundle: InclusionBundle = serde_json::from_value(proof.json()["bundle"].clone())
+        .unwrap_or_else(|err| panic!("bundle: {err}"));
+    let verifier = NoteVerifier::parse(&key).unwrap_or_else(|err| panic!("key: {err}"));
+    let proven = bundle
+        .verify(&[verifier])
+        .unwrap_or_else(|err| panic!("bundle verifies: {err}"));
+    assert_eq!(proven.request_id, "req-17");
+    // Record 17 belongs to the other tenant: hidden from this tenant's key.
+    let hidden = client
+        .get(
+            &gateway.url("/v1/audit/proof?index=17"),
+            &gateway.tenant_key,
+        )
+        .await;
+    assert_eq!(hidden.status, StatusCode::NOT_FOUND);
+    let missing = client
+        .get(
+            &gateway.url("/v1/audit/proof?index=4000"),
+            &gateway.admin_key,
+        )
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
