@@ -341,3 +341,175 @@ async fn audit_api_filters_scopes_and_proves() {
         .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }
+
+/// Delegates to a real store but fails every append while `down` is set.
+#[derive(Debug)]
+struct FlakyStore {
+    inner: Arc<SqlStore>,
+    down: std::sync::atomic::AtomicBool,
+    failures: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl AuditStore for FlakyStore {
+    async fn audit_node(
+        &self,
+        origin: &str,
+    ) -> Result<Option<flowgate_store::AuditNode>, flowgate_store::StoreError> {
+        self.inner.audit_node(origin).await
+    }
+    async fn create_audit_node(
+        &self,
+        origin: &str,
+        signing_key: &str,
+    ) -> Result<flowgate_store::AuditNode, flowgate_store::StoreError> {
+        self.inner.create_audit_node(origin, signing_key).await
+    }
+    async fn audit_origins(&self) -> Result<Vec<String>, flowgate_store::StoreError> {
+        self.inner.audit_origins().await
+    }
+    async fn append_audit(
+        &self,
+        origin: &str,
+        write: flowgate_store::AuditWrite<'_>,
+    ) -> Result<(), flowgate_store::StoreError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            self.failures
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            return Err(flowgate_store::StoreError::Corrupt {
+                field: "test",
+                detail: "store is down".into(),
+            });
+        }
+        self.inner.append_audit(origin, write).await
+    }
+    async fn audit_size(&self, origin: &str) -> Result<u64, flowgate_store::StoreError> {
+        self.inner.audit_size(origin).await
+    }
+    async fn audit_entries(
+        &self,
+        origin: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<flowgate_audit::verify::StoredEntry>, flowgate_store::StoreError> {
+        self.inner.audit_entries(origin, from, limit).await
+    }
+    async fn audit_leaf_hashes(
+        &self,
+        origin: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<flowgate_audit::merkle::Hash>, flowgate_store::StoreError> {
+        self.inner.audit_leaf_hashes(origin, start, end).await
+    }
+    async fn audit_subtree(
+        &self,
+        origin: &str,
+        level: u8,
+        index: u64,
+    ) -> Result<Option<flowgate_audit::merkle::Hash>, flowgate_store::StoreError> {
+        self.inner.audit_subtree(origin, level, index).await
+    }
+    async fn audit_checkpoints(
+        &self,
+        origin: &str,
+    ) -> Result<Vec<flowgate_store::StoredCheckpoint>, flowgate_store::StoreError> {
+        self.inner.audit_checkpoints(origin).await
+    }
+    async fn list_audit(
+        &self,
+        origin: &str,
+        filter: &AuditFilter,
+    ) -> Result<Vec<flowgate_store::AuditRow>, flowgate_store::StoreError> {
+        self.inner.list_audit(origin, filter).await
+    }
+    async fn audit_stats(
+        &self,
+        origin: &str,
+        tenant_id: Option<&str>,
+        from_ms: Option<u64>,
+        to_ms: Option<u64>,
+    ) -> Result<flowgate_store::AuditStats, flowgate_store::StoreError> {
+        self.inner
+            .audit_stats(origin, tenant_id, from_ms, to_ms)
+            .await
+    }
+    async fn prune_audit(
+        &self,
+        origin: &str,
+        anchor: &flowgate_audit::source::LogAnchor,
+    ) -> Result<u64, flowgate_store::StoreError> {
+        self.inner.prune_audit(origin, anchor).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_outage_holds_records_in_order_until_it_returns() {
+    let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
+    let flaky = Arc::new(FlakyStore {
+        inner: sqlite_store(dir.path()).await,
+        down: std::sync::atomic::AtomicBool::new(true),
+        failures: std::sync::atomic::AtomicU64::new(0),
+    });
+    let log = AuditLog::start(flaky.clone(), settings(64, AuditOnFull::Refuse))
+        .await
+        .unwrap_or_else(|err| panic!("start: {err}"));
+    let mut receipts = Vec::new();
+    for i in 0..40u64 {
+        receipts.push(
+            log.submit(record(i, "t1"))
+                .unwrap_or_else(|err| panic!("submit {i}: {err}")),
+        );
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        flaky.failures.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "the writer retried"
+    );
+    // Nothing is acknowledged while the store is down; the queue keeps filling, then refuses.
+    let mut extra = 40u64;
+    let refused = loop {
+        match log.submit(record(extra, "t1")) {
+            Ok(receipt) => receipts.push(receipt),
+            Err(err) => break err,
+        }
+        extra += 1;
+        assert!(extra < 10_000, "the bounded queue must fill");
+    };
+    assert_eq!(refused, AuditError::Full);
+    let pending = receipts.remove(0);
+    flaky.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(pending.durable().await, Ok(0));
+    for (position, receipt) in receipts.into_iter().enumerate() {
+        assert_eq!(
+            receipt.durable().await,
+            Ok(position as u64 + 1),
+            "order kept"
+        );
+    }
+    log.shutdown().await;
+    let report = verify_source(
+        &log.source(),
+        VerifyOptions::new(log.origin(), vec![log.verifier().clone()]),
+        100,
+    )
+    .await
+    .unwrap_or_else(|err| panic!("verify: {err}"));
+    assert_eq!(report.size, extra);
+    let first = flaky
+        .list_audit(
+            log.origin(),
+            &AuditFilter {
+                limit: 1,
+                before_index: Some(1),
+                ..AuditFilter::default()
+            },
+        )
+        .await
+        .unwrap_or_default();
+    assert!(
+        first
+            .first()
+            .is_some_and(|row| row.record.contains("\"req-0\""))
+    );
+}
