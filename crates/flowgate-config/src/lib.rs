@@ -132,6 +132,16 @@ pub struct LimitDefaults {
     pub requests_per_minute: u32,
     pub burst_factor: f64,
     pub window: Duration,
+    /// What admission does when Redis (cluster-wide limits) is unreachable.
+    pub on_redis_down: OnRedisDown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnRedisDown {
+    /// Fall back to in-process limits (per replica) and raise a metric.
+    Local,
+    /// Answer 503 until Redis is back.
+    Refuse,
 }
 
 #[derive(Debug, Clone)]

@@ -73,6 +73,7 @@ pub(crate) struct RawLimits {
     pub default_rpm: Option<u32>,
     pub burst_factor: Option<f64>,
     pub window_seconds: Option<u64>,
+    pub on_redis_down: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

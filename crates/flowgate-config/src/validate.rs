@@ -156,6 +156,16 @@ pub fn from_sources(
             raw.limits.window_seconds,
             60,
         )?),
+        on_redis_down: match raw.limits.on_redis_down.as_deref().unwrap_or("local") {
+            "local" => OnRedisDown::Local,
+            "refuse" => OnRedisDown::Refuse,
+            other => {
+                return Err(ConfigError::new(
+                    "limits.on_redis_down",
+                    format!("`{other}` is not one of local, refuse"),
+                ));
+            }
+        },
     };
     if limits.requests_per_minute == 0 {
         return Err(ConfigError::new(

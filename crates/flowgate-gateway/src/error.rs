@@ -38,6 +38,13 @@ pub enum ApiError {
     BodyTooLarge { limit: usize },
     #[error("the model `{model}` does not exist or you do not have access to it")]
     UnknownModel { model: String },
+    #[error("{subject} {limit} limit exceeded")]
+    RateLimited {
+        subject: &'static str,
+        limit: &'static str,
+        /// `None` when waiting cannot help (the request alone exceeds the token window).
+        retry_after: Option<std::time::Duration>,
+    },
     #[error("{what} not found")]
     NotFound { what: &'static str },
     #[error("{message}")]
@@ -72,6 +79,7 @@ impl ApiError {
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnknownModel { .. } | Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::UpstreamStatus { status, .. } => match status.as_u16() {
                 429 => StatusCode::TOO_MANY_REQUESTS,
                 400 | 404 | 409 | 413 | 422 => *status,
@@ -99,6 +107,7 @@ impl ApiError {
             Self::UnknownModel { .. } => "model_not_found",
             Self::NotFound { .. } => "not_found",
             Self::Conflict { .. } => "conflict",
+            Self::RateLimited { .. } => "rate_limit_exceeded",
             Self::UpstreamStatus { status, .. } if status.as_u16() == 429 => {
                 "upstream_rate_limited"
             }
@@ -193,12 +202,25 @@ impl ApiError {
         let mut response = (self.status(), self.body(format)).into_response();
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Self::UpstreamStatus {
-            retry_after: Some(value),
-            ..
-        } = &self
-        {
-            headers.insert(RETRY_AFTER, value.clone());
+        match &self {
+            Self::UpstreamStatus {
+                retry_after: Some(value),
+                ..
+            } => {
+                headers.insert(RETRY_AFTER, value.clone());
+            }
+            Self::RateLimited {
+                retry_after: Some(after),
+                ..
+            } => {
+                // Whole seconds, rounded up, so a client that waits exactly this long succeeds.
+                let seconds = after.as_millis().div_ceil(1000).max(1);
+                headers.insert(
+                    RETRY_AFTER,
+                    HeaderValue::from(u64::try_from(seconds).unwrap_or(u64::MAX)),
+                );
+            }
+            _ => {}
         }
         let fault = self.fault();
         if fault != Fault::Client {

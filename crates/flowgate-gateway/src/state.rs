@@ -5,8 +5,12 @@
 
 use crate::error::ApiError;
 use arc_swap::ArcSwap;
-use flowgate_config::Config;
+use flowgate_config::{Config, LimitDefaults, OnRedisDown};
 use flowgate_providers::Upstream;
+use flowgate_ratelimit::{
+    InProcessLimiter, LimitSpec, LimitSpecConfig, Limiter, RedisLimiter, RedisLimiterConfig,
+    SystemClock,
+};
 use flowgate_store::{Store, StoreError, StoreSnapshot, Tenant};
 use flowgate_types::{KeyDigest, KeyHasher, KeyId, MasterKey, RequestIdGenerator, now_millis};
 use std::collections::{HashMap, HashSet};
@@ -22,6 +26,9 @@ pub struct TenantEntry {
     pub tenant: Tenant,
     /// `None` means every configured model.
     allowed_models: Option<HashSet<String>>,
+    /// The tenant's limits (its own values, else the configured defaults), built once per
+    /// snapshot so admission does no arithmetic on configuration.
+    pub limits: LimitSpec,
 }
 
 impl TenantEntry {
@@ -55,19 +62,43 @@ pub struct Snapshot {
     tenants: HashMap<String, Arc<TenantEntry>>,
 }
 
+/// A tenant's limits: per-minute figures scaled to the configured window.
+fn tenant_limits(tenant: &Tenant, defaults: &LimitDefaults) -> LimitSpec {
+    let window_secs = defaults.window.as_secs().max(1);
+    let per_window = |per_minute: u64| (per_minute.saturating_mul(window_secs) / 60).max(1);
+    let rpm = u64::from(
+        tenant
+            .max_requests_per_minute
+            .unwrap_or(defaults.requests_per_minute),
+    );
+    let spec = LimitSpec::new(LimitSpecConfig {
+        requests_per_window: Some(per_window(rpm)),
+        tokens_per_window: tenant.max_tokens_per_minute.map(per_window),
+        max_concurrent: tenant.max_concurrent_requests,
+        burst_factor: defaults.burst_factor,
+        window: defaults.window,
+    });
+    spec.unwrap_or_else(|err| {
+        tracing::warn!(tenant_id = %tenant.id, error = %err, "tenant limits out of range; applying none");
+        LimitSpec::unlimited()
+    })
+}
+
 impl Snapshot {
-    fn build(stored: StoreSnapshot, now: i64) -> Self {
+    fn build(stored: StoreSnapshot, now: i64, defaults: &LimitDefaults) -> Self {
         let tenants: HashMap<String, Arc<TenantEntry>> = stored
             .tenants
             .into_iter()
             .map(|tenant| {
                 let allowed_models = (!tenant.allowed_models.is_empty())
                     .then(|| tenant.allowed_models.iter().cloned().collect());
+                let limits = tenant_limits(&tenant, defaults);
                 (
                     tenant.id.as_str().to_owned(),
                     Arc::new(TenantEntry {
                         tenant,
                         allowed_models,
+                        limits,
                     }),
                 )
             })
@@ -187,6 +218,7 @@ struct Inner {
     key_hasher: KeyHasher,
     admin_digest: KeyDigest,
     request_ids: RequestIdGenerator,
+    limiter: Limiter,
     /// Serialises reloads so two refreshes never race to install an older snapshot.
     reload: Mutex<()>,
     /// This node's audit writer.
@@ -207,24 +239,27 @@ impl AppState {
         let key_hasher = KeyHasher::new(&master_key.derive(KEY_HASH_LABEL));
         let admin_digest = key_hasher.digest(admin_key);
         let stored = store.load_snapshot().await.map_err(StartError::Store)?;
-        let audit_store = store
-            .audit_store()
-            .ok_or(StartError::Audit(crate::audit::AuditStartError::Unsupported))?;
+        let audit_store = store.audit_store().ok_or(StartError::Audit(
+            crate::audit::AuditStartError::Unsupported,
+        ))?;
         let audit = crate::audit::AuditLog::start(
             audit_store,
             crate::audit::AuditSettings::from_config(&config.audit),
         )
         .await
         .map_err(StartError::Audit)?;
+        let limiter = build_limiter(&config).await?;
+        let snapshot = Snapshot::build(stored, now_millis(), &config.limits);
         let state = Self {
             inner: Arc::new(Inner {
                 config,
                 store,
-                snapshot: ArcSwap::from_pointee(Snapshot::build(stored, now_millis())),
+                snapshot: ArcSwap::from_pointee(snapshot),
                 routes,
                 key_hasher,
                 admin_digest,
                 request_ids: RequestIdGenerator::new(),
+                limiter,
                 reload: Mutex::new(()),
                 audit,
             }),
@@ -261,6 +296,10 @@ impl AppState {
         self.inner.admin_digest.ct_eq(digest)
     }
 
+    pub fn limiter(&self) -> &Limiter {
+        &self.inner.limiter
+    }
+
     pub fn next_request_id(&self) -> flowgate_types::RequestId {
         self.inner.request_ids.next_id()
     }
@@ -277,9 +316,11 @@ impl AppState {
             }
         }
         let stored = self.inner.store.load_snapshot().await?;
-        self.inner
-            .snapshot
-            .store(Arc::new(Snapshot::build(stored, now_millis())));
+        self.inner.snapshot.store(Arc::new(Snapshot::build(
+            stored,
+            now_millis(),
+            &self.inner.config.limits,
+        )));
         Ok(true)
     }
 
@@ -289,8 +330,28 @@ impl AppState {
     }
 }
 
+/// Cluster-wide limits through Redis when `FLOWGATE_REDIS_URL` is set, else in process.
+async fn build_limiter(config: &Config) -> Result<Limiter, StartError> {
+    let Some(url) = &config.redis_url else {
+        return Ok(Limiter::InProcess(
+            InProcessLimiter::new(SystemClock::new()),
+        ));
+    };
+    let mut redis = RedisLimiterConfig::new(url.expose());
+    redis.on_redis_down = match config.limits.on_redis_down {
+        OnRedisDown::Local => flowgate_ratelimit::OnRedisDown::Local,
+        OnRedisDown::Refuse => flowgate_ratelimit::OnRedisDown::Refuse,
+    };
+    RedisLimiter::connect(redis, SystemClock::new())
+        .await
+        .map(Limiter::Redis)
+        .map_err(|err| StartError::Limiter(err.to_string()))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error("rate limiter setup failed: {0}")]
+    Limiter(String),
     #[error("provider setup failed: {0}")]
     Providers(String),
     #[error(transparent)]

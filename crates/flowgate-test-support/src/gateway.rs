@@ -52,7 +52,8 @@ routes = [ {{ provider = "mock" }} ]
 }
 
 impl TestGateway {
-    /// Starts a gateway with this config file text and extra environment variables.
+    /// Starts a gateway with this config file text and extra environment variables (which
+    /// override the harness's own, e.g. `FLOWGATE_DATABASE_URL` to share a database).
     pub async fn spawn(config_toml: &str, extra_env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let data = tempfile::tempdir()?;
         let master_key = MasterKey::generate();
@@ -81,21 +82,37 @@ impl TestGateway {
             text.push_str(rest);
         }
         let config = flowgate_config::from_sources(Some(&text), &env, false)?;
+        // The caller may have overridden the keys (replicas sharing a database share them).
+        let master_key = config.master_key.clone().unwrap_or(master_key);
+        let admin_key = config
+            .admin_api_key
+            .as_ref()
+            .map_or(admin_key, |key| key.expose().to_owned());
         let store = bootstrap::open_store(&config).await?;
         let hasher = bootstrap::key_hasher(&master_key);
-        let (tenant, key) = tenants::create(
-            store.as_ref(),
-            &hasher,
-            tenants::CreateTenant {
-                name: "test".to_owned(),
-                rules_preset: None,
-                max_requests_per_minute: None,
-                max_tokens_per_minute: None,
-                max_concurrent_requests: None,
-                allowed_models: Vec::new(),
-            },
-        )
-        .await?;
+        // A second gateway on a shared database reuses the "test" tenant with a key of its own.
+        let (tenant_id, tenant_key) = match store.find_tenant_by_name("test").await? {
+            Some(existing) => {
+                let key = tenants::add_key(store.as_ref(), &hasher, &existing.id).await?;
+                (existing.id, key.api_key)
+            }
+            None => {
+                let (tenant, key) = tenants::create(
+                    store.as_ref(),
+                    &hasher,
+                    tenants::CreateTenant {
+                        name: "test".to_owned(),
+                        rules_preset: None,
+                        max_requests_per_minute: None,
+                        max_tokens_per_minute: None,
+                        max_concurrent_requests: None,
+                        allowed_models: Vec::new(),
+                    },
+                )
+                .await?;
+                (tenant.id, key.api_key)
+            }
+        };
         let config = Arc::new(config);
         let secrets = Secrets {
             master_key: master_key.clone(),
@@ -106,8 +123,8 @@ impl TestGateway {
             base_url: format!("http://{}", gateway.public_addr),
             internal_url: format!("http://{}", gateway.internal_addr),
             admin_key,
-            tenant_id: tenant.id.to_string(),
-            tenant_key: key.api_key,
+            tenant_id: tenant_id.to_string(),
+            tenant_key,
             store,
             config,
             master_key,
@@ -118,6 +135,11 @@ impl TestGateway {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
+    }
+
+    /// The database URL this gateway uses.
+    pub fn database_url(&self) -> String {
+        self.config.store.url.expose().to_owned()
     }
 
     /// The data folder (holds the SQLite file).

@@ -5,6 +5,7 @@
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use axum::response::Response;
+use flowgate_ratelimit::{LimitSnapshot, RateLimitHeaders};
 use flowgate_types::{ApiFormat, RequestId, Usage};
 use http::header::HeaderValue;
 use http::{HeaderMap, HeaderName};
@@ -27,6 +28,8 @@ pub struct RequestContext {
     pub provider: Option<String>,
     pub stream: bool,
     pub usage: Option<Usage>,
+    /// Rate-limit state to show in `x-ratelimit-*` headers.
+    pub rate_limits: Option<RateLimitHeaders>,
 }
 
 impl RequestContext {
@@ -62,6 +65,7 @@ impl RequestContext {
             provider: None,
             stream: false,
             usage: None,
+            rate_limits: None,
         }
     }
 
@@ -77,6 +81,10 @@ impl RequestContext {
         let headers = response.headers_mut();
         headers.insert(X_REQUEST_ID.clone(), self.request_id_header.clone());
         headers.insert(X_OVERHEAD_MS.clone(), overhead_header(overhead));
+        if let Some(limits) = &self.rate_limits {
+            insert_limit_headers(headers, limits.requests.as_ref(), &RATE_HEADERS_REQUESTS);
+            insert_limit_headers(headers, limits.tokens.as_ref(), &RATE_HEADERS_TOKENS);
+        }
         if !body_pending {
             let error_code = response.extensions().get::<ErrorCode>().map(|code| code.0);
             self.log(response.status().as_u16(), error_code);
@@ -106,6 +114,31 @@ impl RequestContext {
             output_tokens = usage.output_tokens,
             "request"
         );
+    }
+}
+
+/// `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`, OpenAI's names.
+static RATE_HEADERS_REQUESTS: [HeaderName; 3] = [
+    HeaderName::from_static("x-ratelimit-limit-requests"),
+    HeaderName::from_static("x-ratelimit-remaining-requests"),
+    HeaderName::from_static("x-ratelimit-reset-requests"),
+];
+static RATE_HEADERS_TOKENS: [HeaderName; 3] = [
+    HeaderName::from_static("x-ratelimit-limit-tokens"),
+    HeaderName::from_static("x-ratelimit-remaining-tokens"),
+    HeaderName::from_static("x-ratelimit-reset-tokens"),
+];
+
+fn insert_limit_headers(
+    headers: &mut HeaderMap,
+    snapshot: Option<&LimitSnapshot>,
+    names: &[HeaderName; 3],
+) {
+    let Some(snapshot) = snapshot else { return };
+    headers.insert(names[0].clone(), HeaderValue::from(snapshot.limit));
+    headers.insert(names[1].clone(), HeaderValue::from(snapshot.remaining));
+    if let Ok(value) = HeaderValue::from_str(&snapshot.reset_display().to_string()) {
+        headers.insert(names[2].clone(), value);
     }
 }
 

@@ -45,6 +45,10 @@ struct RawEnvelope<'a> {
     model: Option<&'a RawValue>,
     #[serde(default)]
     stream: Option<bool>,
+    #[serde(default)]
+    max_tokens: Option<u64>,
+    #[serde(default)]
+    max_completion_tokens: Option<u64>,
 }
 
 /// The fields of a chat or embeddings body the pipeline routes on.
@@ -52,6 +56,8 @@ struct RawEnvelope<'a> {
 pub struct Envelope<'a> {
     pub model: Cow<'a, str>,
     pub stream: bool,
+    /// The requested output limit (`max_completion_tokens`, else `max_tokens`), if any.
+    pub max_output_tokens: Option<u64>,
     /// Byte range of the `model` JSON value (with its quotes) inside the body.
     model_span: (usize, usize),
 }
@@ -88,6 +94,7 @@ impl<'a> Envelope<'a> {
         Ok(Self {
             model,
             stream: raw.stream.unwrap_or(false),
+            max_output_tokens: raw.max_completion_tokens.or(raw.max_tokens),
             model_span: (start, start + text.len()),
         })
     }

@@ -5,9 +5,11 @@
 //! 2. authenticate the key against the in-memory snapshot;
 //! 3. read the body under the size limit and parse the envelope (`model`, `stream`);
 //! 4. resolve the model among the tenant's routes;
-//! 5. call the upstream (the first route; retries and fallbacks come with routing);
-//! 6. answer: a JSON body with its usage read, or a stream passed through chunk by chunk;
-//! 7. stamp `x-request-id` / `x-flowgate-overhead-ms` and log one line.
+//! 5. admit: request rate, token reservation and concurrency limits (429 / 503);
+//! 6. call the upstream (the first route; retries and fallbacks come with routing);
+//! 7. answer: a JSON body with its usage read, or a stream passed through chunk by chunk;
+//!    the token reservation is settled from the reported usage when the answer ends;
+//! 8. stamp `x-request-id`, `x-flowgate-overhead-ms`, `x-ratelimit-*`, and log one line.
 
 pub mod auth;
 pub mod context;
@@ -29,6 +31,7 @@ use context::RequestContext;
 use envelope::Envelope;
 use flowgate_config::ProviderKind;
 use flowgate_providers::{UpstreamBody, UpstreamResponse, mock};
+use flowgate_ratelimit::{Admission, AdmissionError, AdmissionRequest, RateLimitHeaders, Subject};
 use flowgate_types::ApiFormat;
 use http::StatusCode;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
@@ -93,6 +96,14 @@ async fn proxy_openai(state: AppState, request: Request, endpoint: Endpoint) -> 
         Ok(model) => model,
         Err(error) => return context.fail(error),
     };
+    let admission = match admit(&state, &principal, &envelope, body.len()).await {
+        Ok(admission) => admission,
+        Err((error, headers)) => {
+            context.rate_limits = headers;
+            return context.fail(error);
+        }
+    };
+    context.rate_limits = Some(*admission.headers());
     let Some(route) = model.routes.first() else {
         return context.fail(ApiError::UnknownModel {
             model: envelope.model.to_string(),
@@ -124,6 +135,7 @@ async fn proxy_openai(state: AppState, request: Request, endpoint: Endpoint) -> 
             response.body,
             context,
             status.as_u16(),
+            admission,
         ));
         return Response::from_parts(parts, body);
     }
@@ -138,6 +150,7 @@ async fn proxy_openai(state: AppState, request: Request, endpoint: Endpoint) -> 
         Err(error) => return context.fail(error.into()),
     };
     context.usage = usage::from_json(&bytes);
+    settle(admission, context.usage.as_ref());
     let mut answer = Response::new(Body::from(bytes));
     *answer.status_mut() = response.status;
     answer
@@ -161,7 +174,55 @@ fn resolve_model(
     }
 }
 
-/// Stage 5: one upstream call; the mock provider answers in process.
+/// Output tokens reserved when the request names no limit.
+const DEFAULT_OUTPUT_RESERVATION: u64 = 256;
+
+/// Stage 5: admission. Reserves the estimated prompt tokens (a quarter of the body's bytes) plus
+/// the requested output limit; the reservation is settled when the answer ends.
+async fn admit(
+    state: &AppState,
+    principal: &Principal,
+    envelope: &Envelope<'_>,
+    body_len: usize,
+) -> Result<Admission, (ApiError, Option<RateLimitHeaders>)> {
+    let reserve_tokens = (body_len as u64).div_ceil(4)
+        + envelope
+            .max_output_tokens
+            .unwrap_or(DEFAULT_OUTPUT_RESERVATION);
+    let request = AdmissionRequest {
+        tenant: Subject {
+            id: principal.tenant.tenant.id.as_str(),
+            limits: &principal.tenant.limits,
+        },
+        key: None,
+        reserve_tokens,
+    };
+    match state.limiter().admit(&request).await {
+        Ok(admission) => Ok(admission),
+        Err(AdmissionError::Rejected(rejection)) => Err((
+            ApiError::RateLimited {
+                subject: rejection.subject.as_str(),
+                limit: rejection.limit.as_str(),
+                retry_after: rejection.retry_after,
+            },
+            Some(rejection.headers),
+        )),
+        Err(AdmissionError::Unavailable(_)) => Err((
+            ApiError::Unavailable {
+                subsystem: "rate limiter",
+            },
+            None,
+        )),
+    }
+}
+
+/// Settles a token reservation: the reported usage when known, else the reservation stands.
+fn settle(admission: Admission, usage: Option<&flowgate_types::Usage>) {
+    let actual = usage.map_or(admission.reserved_tokens(), flowgate_types::Usage::total);
+    admission.settle(actual);
+}
+
+/// Stage 6: one upstream call; the mock provider answers in process.
 async fn call_upstream(
     route: &Route,
     endpoint: Endpoint,

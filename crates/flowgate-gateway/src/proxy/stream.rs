@@ -9,6 +9,7 @@ use crate::proxy::context::RequestContext;
 use crate::proxy::usage::UsageSniffer;
 use bytes::Bytes;
 use flowgate_providers::UpstreamBody;
+use flowgate_ratelimit::Admission;
 use futures_util::Stream;
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -21,23 +22,44 @@ pub struct PassThrough {
     finished: bool,
     /// HTTP status already sent; the log line reports a mid-stream failure separately.
     status: u16,
+    /// The request's limits admission, settled from the sniffed usage when the stream ends.
+    admission: Option<Admission>,
 }
 
 impl PassThrough {
-    pub fn new(upstream: UpstreamBody, context: RequestContext, status: u16) -> Self {
+    pub fn new(
+        upstream: UpstreamBody,
+        context: RequestContext,
+        status: u16,
+        admission: Admission,
+    ) -> Self {
         Self {
             upstream,
             context,
             sniffer: UsageSniffer::default(),
             finished: false,
             status,
+            admission: Some(admission),
         }
     }
 
     fn end(&mut self, error_code: Option<&str>) {
         self.finished = true;
-        self.context.usage = self.sniffer.usage();
+        self.settle();
         self.context.log(self.status, error_code);
+    }
+
+    /// Settles the reservation with the reported usage, or keeps the reservation as the charge
+    /// when the upstream reported none (the tokens were spent either way).
+    fn settle(&mut self) {
+        self.context.usage = self.sniffer.usage();
+        if let Some(admission) = self.admission.take() {
+            let actual = self
+                .context
+                .usage
+                .map_or(admission.reserved_tokens(), |usage| usage.total());
+            admission.settle(actual);
+        }
     }
 }
 
@@ -82,7 +104,7 @@ impl Drop for PassThrough {
     fn drop(&mut self) {
         if !self.finished {
             // The client went away mid-stream; the upstream call is cancelled with us.
-            self.context.usage = self.sniffer.usage();
+            self.settle();
             self.context.log(499, Some("client_disconnected"));
         }
     }

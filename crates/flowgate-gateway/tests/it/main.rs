@@ -5,6 +5,7 @@ mod admin;
 mod audit;
 mod data_plane;
 mod lifecycle;
+mod limits;
 mod streaming;
 
 use flowgate_test_support::gateway::config_for_upstream;
