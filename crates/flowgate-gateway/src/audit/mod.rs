@@ -213,6 +213,7 @@ impl AuditLog {
             receiver,
             dropped: Arc::clone(&dropped),
             max_batch: settings.max_batch.max(1),
+            policy: settings.policy,
             tick: Duration::from_millis(settings.policy.every_ms.get().min(60_000)),
         };
         let handle = tokio::spawn(writer.run(stop.clone()));
@@ -302,6 +303,7 @@ struct Writer {
     receiver: mpsc::Receiver<Pending>,
     dropped: Arc<AtomicU64>,
     max_batch: usize,
+    policy: CheckpointPolicy,
     tick: Duration,
 }
 
@@ -412,39 +414,94 @@ impl Writer {
 
     /// Writes the batch, retrying with back-off while the store fails (indefinitely while
     /// running, a few times once shutdown started), then completes the receipts.
-    async fn store_batch(&mut self, batch: Batch, stop: &CancellationToken) {
-        let state = (!batch.checkpoints.is_empty())
-            .then(|| serde_json::to_string(&self.appender.state()).ok())
-            .flatten();
-        let write = AuditWrite {
-            entries: &batch.entries,
-            subtrees: &batch.subtrees,
-            checkpoints: &batch.checkpoints,
-            state: state.as_deref(),
-        };
+    async fn store_batch(&mut self, mut batch: Batch, stop: &CancellationToken) {
         let mut delay = Duration::from_millis(20);
         let mut attempts_after_stop = 0u32;
         let outcome = loop {
-            match self.store.append_audit(&self.origin, write).await {
+            let state = (!batch.checkpoints.is_empty())
+                .then(|| serde_json::to_string(&self.appender.state()).ok())
+                .flatten();
+            let write = AuditWrite {
+                entries: &batch.entries,
+                subtrees: &batch.subtrees,
+                checkpoints: &batch.checkpoints,
+                state: state.as_deref(),
+            };
+            let err = match self.store.append_audit(&self.origin, write).await {
                 Ok(()) => break Ok(()),
-                Err(err) => {
-                    if stop.is_cancelled() {
-                        attempts_after_stop += 1;
-                        if attempts_after_stop >= 5 {
-                            tracing::error!(error = %err, records = batch.entries.len(), "audit store unavailable at shutdown: records not stored");
-                            break Err(AuditError::Unavailable);
-                        }
-                    }
-                    tracing::warn!(error = %err, records = batch.entries.len(), "audit store write failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
+                Err(err) => err,
+            };
+            if stop.is_cancelled() {
+                attempts_after_stop += 1;
+                if attempts_after_stop >= 5 {
+                    tracing::error!(error = %err, records = batch.entries.len(), "audit store unavailable at shutdown: records not stored");
+                    break Err(AuditError::Unavailable);
                 }
             }
+            if matches!(err, StoreError::Conflict { .. }) {
+                // Another writer appended to this origin (two nodes configured with one
+                // name): continue from the stored log instead of retrying forever.
+                tracing::error!(origin = %self.origin, "another writer appended to this audit log; resynchronising (give every node its own [audit] origin)");
+                match self.resync(&mut batch).await {
+                    Ok(()) => continue,
+                    Err(detail) => {
+                        tracing::warn!(%detail, "audit resynchronisation failed; retrying");
+                    }
+                }
+            } else {
+                tracing::warn!(error = %err, records = batch.entries.len(), "audit store write failed; retrying");
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
         };
         for (done, index) in batch.waiters {
             // A submitter that stopped waiting is fine: the record is stored all the same.
             let _ = done.send(outcome.map(|()| index));
         }
+    }
+
+    /// Rebuilds the appender from the store and re-appends the batch's records after what is
+    /// stored now, renumbering the receipts. Pending checkpoints are dropped (the stored log
+    /// has its own).
+    async fn resync(&mut self, batch: &mut Batch) -> Result<(), String> {
+        let node = self
+            .store
+            .audit_node(&self.origin)
+            .await
+            .map_err(|err| err.to_string())?
+            .ok_or_else(|| "the audit node row is missing".to_owned())?;
+        let signer = NoteSigner::parse(&node.signing_key).map_err(|err| err.to_string())?;
+        let verifier = signer.verifier();
+        let hint = node
+            .state
+            .as_deref()
+            .and_then(|text| serde_json::from_str(text).ok());
+        let source = OriginLog::new(Arc::clone(&self.store), &self.origin);
+        let state =
+            rebuild_appender_state(&source, std::slice::from_ref(&verifier), hint, now_ms())
+                .await
+                .map_err(|err| err.to_string())?;
+        self.appender = LogAppender::restore(&self.origin, signer, self.policy, state)
+            .map_err(|err| err.to_string())?;
+        let old = std::mem::take(batch);
+        let first_old = old.entries.first().map_or(0, |entry| entry.index);
+        let now = now_ms();
+        let mut renumbered = Vec::with_capacity(old.entries.len());
+        for entry in &old.entries {
+            let record =
+                AuditRecord::parse(entry.record.as_bytes()).map_err(|err| err.to_string())?;
+            renumbered.push(self.push(batch, record, now));
+        }
+        for (done, index) in old.waiters {
+            let position = usize::try_from(index.saturating_sub(first_old)).unwrap_or(usize::MAX);
+            match renumbered.get(position) {
+                Some(new_index) => batch.waiters.push((done, *new_index)),
+                None => {
+                    let _ = done.send(Err(AuditError::Unavailable));
+                }
+            }
+        }
+        Ok(())
     }
 }
 

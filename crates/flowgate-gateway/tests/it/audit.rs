@@ -513,3 +513,38 @@ async fn store_outage_holds_records_in_order_until_it_returns() {
             .is_some_and(|row| row.record.contains("\"req-0\""))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_on_one_origin_resynchronise_instead_of_stalling() {
+    let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
+    let store = sqlite_store(dir.path()).await;
+    let first = AuditLog::start(store.clone(), settings(256, AuditOnFull::Refuse))
+        .await
+        .unwrap_or_else(|err| panic!("start: {err}"));
+    let second = AuditLog::start(store.clone(), settings(256, AuditOnFull::Refuse))
+        .await
+        .unwrap_or_else(|err| panic!("start: {err}"));
+    let mut indices = Vec::new();
+    for i in 0..20u64 {
+        let log = if i.is_multiple_of(2) { &first } else { &second };
+        let receipt = log
+            .submit(record(i, "t1"))
+            .unwrap_or_else(|err| panic!("submit: {err}"));
+        let index = tokio::time::timeout(std::time::Duration::from_secs(10), receipt.durable())
+            .await
+            .unwrap_or_else(|_| panic!("record {i} stalled"))
+            .unwrap_or_else(|err| panic!("durable: {err}"));
+        indices.push(index);
+    }
+    assert_eq!(indices, (0..20).collect::<Vec<_>>());
+    first.shutdown().await;
+    second.shutdown().await;
+    let report = verify_source(
+        &first.source(),
+        VerifyOptions::new(first.origin(), vec![first.verifier().clone()]),
+        100,
+    )
+    .await
+    .unwrap_or_else(|err| panic!("verify: {err}"));
+    assert_eq!(report.size, 20);
+}
