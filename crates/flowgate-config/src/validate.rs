@@ -750,4 +750,41 @@ routes = [ { provider = "local", model = "upstream-mini" } ]
         assert!(config.master_key.is_none());
         assert!(config.store.url.expose().starts_with("sqlite://./data"));
     }
+
+    #[test]
+    fn audit_keys_have_defaults_and_are_validated() {
+        let config =
+            from_sources(None, &production_env(&[]), false).unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(config.audit.origin, None);
+        assert_eq!(config.audit.checkpoint_every_records, 1000);
+        assert_eq!(config.audit.checkpoint_every_seconds, 10);
+        assert_eq!(config.audit.on_full, AuditOnFull::Refuse);
+        let file = "[audit]\norigin = \"eu-1.example/log\"\ncheckpoint_every_records = 5\ncheckpoint_every_seconds = 2\non_full = \"serve\"\nqueue_capacity = 10\n";
+        let config = from_sources(Some(file), &production_env(&[]), false)
+            .unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(config.audit.origin.as_deref(), Some("eu-1.example/log"));
+        assert_eq!(config.audit.checkpoint_every_records, 5);
+        assert_eq!(config.audit.on_full, AuditOnFull::Serve);
+        assert_eq!(config.audit.queue_capacity, 10);
+        for (file, key) in [
+            ("[audit]\non_full = \"drop\"\n", "audit.on_full"),
+            (
+                "[audit]\ncheckpoint_every_records = 0\n",
+                "audit.checkpoint_every_records",
+            ),
+            (
+                "[audit]\ncheckpoint_every_seconds = 0\n",
+                "audit.checkpoint_every_seconds",
+            ),
+            ("[audit]\nqueue_capacity = 0\n", "audit.queue_capacity"),
+            ("[audit]\norigin = \"two words\"\n", "audit.origin"),
+            ("[audit]\nspool = 1\n", "audit.spool"),
+        ] {
+            assert_eq!(
+                error_of(Some(file), &production_env(&[])).key,
+                key,
+                "{file}"
+            );
+        }
+    }
 }
