@@ -66,7 +66,7 @@ wait_port "$gw_port"
 tenant_key=$(python3 - "$gw_port" "$admin_key" <<'PY'
 import json, sys, urllib.request
 port, admin = sys.argv[1], sys.argv[2]
-req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/tenants", data=json.dumps({"name": "bench"}).encode(),
+req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/tenants", data=json.dumps({"name": "bench", "max_requests_per_minute": 10000000}).encode(),
                              method="POST", headers={"Authorization": f"Bearer {admin}", "Content-Type": "application/json"})
 print(json.load(urllib.request.urlopen(req))["api_key"])
 PY
