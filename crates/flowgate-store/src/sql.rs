@@ -222,11 +222,7 @@ impl Store for SqlStore {
             });
         }
         insert_key(&mut transaction, first_key).await?;
-        sqlx::query(BUMP_VERSION)
-            .execute(&mut *transaction)
-            .await
-            .map_err(&error)?;
-        transaction.commit().await.map_err(&error)?;
+        commit_change(transaction, &error).await?;
         Ok(Tenant {
             id: tenant.id.clone(),
             name: tenant.name.clone(),
@@ -324,11 +320,7 @@ impl Store for SqlStore {
                 other => other,
             });
         }
-        sqlx::query(BUMP_VERSION)
-            .execute(&mut *transaction)
-            .await
-            .map_err(&error)?;
-        transaction.commit().await.map_err(&error)?;
+        commit_change(transaction, &error).await?;
         Ok(Some(tenant))
     }
 
@@ -346,11 +338,7 @@ impl Store for SqlStore {
             .await
             .map_err(&error)?
             .rows_affected();
-        sqlx::query(BUMP_VERSION)
-            .execute(&mut *transaction)
-            .await
-            .map_err(&error)?;
-        transaction.commit().await.map_err(&error)?;
+        commit_change(transaction, &error).await?;
         Ok(deleted > 0)
     }
 
@@ -369,11 +357,7 @@ impl Store for SqlStore {
             });
         }
         insert_key(&mut transaction, key).await?;
-        sqlx::query(BUMP_VERSION)
-            .execute(&mut *transaction)
-            .await
-            .map_err(&error)?;
-        transaction.commit().await.map_err(&error)?;
+        commit_change(transaction, &error).await?;
         Ok(KeyRecord {
             id: key.id.clone(),
             tenant_id: key.tenant_id.clone(),
@@ -412,11 +396,7 @@ impl Store for SqlStore {
             .await
             .map_err(&error)?
             .rows_affected();
-        sqlx::query(BUMP_VERSION)
-            .execute(&mut *transaction)
-            .await
-            .map_err(&error)?;
-        transaction.commit().await.map_err(&error)?;
+        commit_change(transaction, &error).await?;
         Ok(changed > 0)
     }
 
@@ -438,11 +418,7 @@ impl Store for SqlStore {
         .await
         .map_err(&error)?
         .rows_affected();
-        sqlx::query(BUMP_VERSION)
-            .execute(&mut *transaction)
-            .await
-            .map_err(&error)?;
-        transaction.commit().await.map_err(&error)?;
+        commit_change(transaction, &error).await?;
         Ok(changed)
     }
 
@@ -487,6 +463,19 @@ impl Store for SqlStore {
             keys,
         })
     }
+}
+
+/// Ends a mutating transaction: bumps the change counter that replicas poll, then commits, so
+/// no change is ever visible without its version bump.
+async fn commit_change(
+    mut transaction: sqlx::Transaction<'_, sqlx::Any>,
+    error: &impl Fn(sqlx::Error) -> StoreError,
+) -> Result<(), StoreError> {
+    sqlx::query(BUMP_VERSION)
+        .execute(&mut *transaction)
+        .await
+        .map_err(error)?;
+    transaction.commit().await.map_err(error)
 }
 
 async fn insert_key(

@@ -6,7 +6,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use axum::response::Response;
 use flowgate_ratelimit::{LimitSnapshot, RateLimitHeaders};
-use flowgate_types::{ApiFormat, RequestId, Usage};
+use flowgate_types::{ApiFormat, RequestId, TenantId, Usage};
 use http::header::HeaderValue;
 use http::{HeaderMap, HeaderName};
 use std::time::Duration;
@@ -23,7 +23,7 @@ pub struct RequestContext {
     pub started: Instant,
     /// Time spent waiting on upstreams so far (excluded from the overhead).
     pub upstream_time: Duration,
-    pub tenant_id: Option<String>,
+    pub tenant_id: Option<TenantId>,
     pub model: Option<String>,
     pub provider: Option<String>,
     pub stream: bool,
@@ -102,7 +102,7 @@ impl RequestContext {
         tracing::info!(
             target: "flowgate::access",
             request_id = %self.request_id,
-            tenant = self.tenant_id.as_deref().unwrap_or(""),
+            tenant = self.tenant_id.as_ref().map_or("", TenantId::as_str),
             model = self.model.as_deref().unwrap_or(""),
             provider = self.provider.as_deref().unwrap_or(""),
             stream = self.stream,

@@ -79,7 +79,7 @@ async fn proxy_openai(state: AppState, request: Request, endpoint: Endpoint) -> 
         Ok(principal) => principal,
         Err(error) => return context.fail(error),
     };
-    context.tenant_id = Some(principal.tenant.tenant.id.as_str().to_owned());
+    context.tenant_id = Some(principal.tenant.tenant.id.clone());
     let body = match envelope::read_body(&parts.headers, body, state.config().server.max_body_bytes)
         .await
     {
