@@ -3,8 +3,9 @@
 //! future backend's tests call the same function.
 
 use crate::{
-    AuditEntry, AuditFilter, AuditStore, AuditWrite, NewKey, NewTenant, OriginLog, Store,
-    StoreError, StoredCheckpoint, TenantPatch,
+    AttemptOutcome, AuditEntry, AuditFilter, AuditStore, AuditWrite, DeliveryStatus, NewDelivery,
+    NewKey, NewTenant, OriginLog, Store, StoreError, StoredCheckpoint, TenantPatch, Webhook,
+    WebhookStore,
 };
 use flowgate_audit::appender::LogAppender;
 use flowgate_audit::checkpoint::CheckpointPolicy;
@@ -208,6 +209,268 @@ pub async fn run_all(store: &dyn Store) {
     if let Some(audit) = store.audit_store() {
         run_audit(audit).await;
     }
+    if let Some(webhooks) = store.webhook_store() {
+        run_webhooks(webhooks.as_ref()).await;
+    }
+}
+
+fn new_delivery(id: &str, webhook_id: &str, due: i64) -> NewDelivery {
+    NewDelivery {
+        id: id.to_owned(),
+        webhook_id: webhook_id.to_owned(),
+        event: "key.rotated".to_owned(),
+        payload: format!("{{\"id\":\"{id}\"}}"),
+        next_attempt_at: due,
+        created_at: due,
+    }
+}
+
+/// The webhook contract: subscriptions round-trip (secret included, sealed as given), the
+/// outbox hands each due row to exactly one claimer, attempts are recorded, and deleting a
+/// webhook removes its deliveries.
+pub async fn run_webhooks(store: &dyn WebhookStore) {
+    assert!(
+        store
+            .list_webhooks()
+            .await
+            .unwrap_or_else(|err| panic!("list webhooks: {err}"))
+            .is_empty(),
+        "no webhooks in a fresh store"
+    );
+    let hook = Webhook {
+        id: "wh_one".to_owned(),
+        url: "https://hooks.example.com/flowgate".to_owned(),
+        events: vec!["key.rotated".to_owned(), "request.blocked".to_owned()],
+        secret_sealed: "sealed-secret".to_owned(),
+        created_at: 5_000,
+        disabled: false,
+    };
+    store
+        .create_webhook(&hook)
+        .await
+        .unwrap_or_else(|err| panic!("create webhook: {err}"));
+    assert!(
+        matches!(
+            store.create_webhook(&hook).await,
+            Err(StoreError::Conflict { .. })
+        ),
+        "duplicate webhook id is a conflict"
+    );
+    let other = Webhook {
+        id: "wh_two".to_owned(),
+        url: "https://other.example.com/".to_owned(),
+        events: vec!["audit.checkpoint".to_owned()],
+        secret_sealed: "other".to_owned(),
+        created_at: 6_000,
+        disabled: true,
+    };
+    store
+        .create_webhook(&other)
+        .await
+        .unwrap_or_else(|err| panic!("create webhook: {err}"));
+    let listed = store
+        .list_webhooks()
+        .await
+        .unwrap_or_else(|err| panic!("list webhooks: {err}"));
+    assert_eq!(
+        listed,
+        vec![hook.clone(), other.clone()],
+        "listed oldest first"
+    );
+    assert_eq!(
+        store.get_webhook("wh_one").await.unwrap_or(None),
+        Some(hook.clone())
+    );
+    assert_eq!(store.get_webhook("wh_none").await.unwrap_or(None), None);
+
+    // Three rows: two due at 10_000, one due later.
+    store
+        .enqueue_deliveries(&[
+            new_delivery("whd_a", "wh_one", 10_000),
+            new_delivery("whd_b", "wh_one", 10_000),
+            new_delivery("whd_c", "wh_one", 50_000),
+        ])
+        .await
+        .unwrap_or_else(|err| panic!("enqueue: {err}"));
+    store
+        .enqueue_deliveries(&[])
+        .await
+        .unwrap_or_else(|err| panic!("enqueue nothing: {err}"));
+    // A failing batch inserts nothing (all or none).
+    assert!(
+        store
+            .enqueue_deliveries(&[
+                new_delivery("whd_d", "wh_one", 10_000),
+                new_delivery("whd_a", "wh_one", 10_000),
+            ])
+            .await
+            .is_err(),
+        "duplicate delivery id fails the batch"
+    );
+    let listed = store
+        .list_deliveries("wh_one", 10)
+        .await
+        .unwrap_or_else(|err| panic!("list deliveries: {err}"));
+    assert_eq!(listed.len(), 3, "the failed batch left nothing behind");
+    assert!(
+        listed
+            .iter()
+            .all(|delivery| delivery.status == DeliveryStatus::Pending
+                && delivery.attempts == 0
+                && delivery.last_error.is_none()
+                && delivery.last_status.is_none())
+    );
+    assert_eq!(listed[0].id, "whd_c", "newest first");
+
+    // Nothing is due before its time; due rows are claimed once.
+    assert!(
+        store
+            .claim_due_deliveries(9_999, 20_000, 10)
+            .await
+            .unwrap_or_else(|err| panic!("claim: {err}"))
+            .is_empty()
+    );
+    let claimed = store
+        .claim_due_deliveries(10_000, 20_000, 1)
+        .await
+        .unwrap_or_else(|err| panic!("claim: {err}"));
+    assert_eq!(claimed.len(), 1, "limit respected");
+    assert_eq!(claimed[0].next_attempt_at, 20_000, "lease applied");
+    assert_eq!(claimed[0].payload, "{\"id\":\"whd_a\"}");
+    let rest = store
+        .claim_due_deliveries(10_000, 20_000, 10)
+        .await
+        .unwrap_or_else(|err| panic!("claim: {err}"));
+    assert_eq!(
+        rest.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        vec!["whd_b"],
+        "a claimed row is not handed out again while leased"
+    );
+
+    // A failed attempt reschedules; the lease expiry alone also makes a row due again.
+    store
+        .record_attempt(
+            "whd_a",
+            &AttemptOutcome {
+                attempts: 1,
+                status: DeliveryStatus::Pending,
+                next_attempt_at: 12_000,
+                last_error: Some("HTTP 500".to_owned()),
+                last_status: Some(500),
+                now: 10_500,
+            },
+        )
+        .await
+        .unwrap_or_else(|err| panic!("record: {err}"));
+    let again = store
+        .claim_due_deliveries(12_000, 30_000, 10)
+        .await
+        .unwrap_or_else(|err| panic!("claim: {err}"));
+    assert_eq!(
+        again.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        vec!["whd_a"]
+    );
+    assert_eq!(again[0].attempts, 1);
+    assert_eq!(again[0].last_status, Some(500));
+    assert_eq!(again[0].last_error.as_deref(), Some("HTTP 500"));
+    let expired_lease = store
+        .claim_due_deliveries(20_000, 40_000, 10)
+        .await
+        .unwrap_or_else(|err| panic!("claim: {err}"));
+    assert_eq!(
+        expired_lease
+            .iter()
+            .map(|d| d.id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["whd_b"],
+        "an expired lease (crashed worker) makes the row due again"
+    );
+
+    // Final states are never claimed.
+    for (id, status) in [
+        ("whd_a", DeliveryStatus::Delivered),
+        ("whd_b", DeliveryStatus::Failed),
+    ] {
+        store
+            .record_attempt(
+                id,
+                &AttemptOutcome {
+                    attempts: 2,
+                    status,
+                    next_attempt_at: 0,
+                    last_error: None,
+                    last_status: Some(200),
+                    now: 31_000,
+                },
+            )
+            .await
+            .unwrap_or_else(|err| panic!("record: {err}"));
+    }
+    let due = store
+        .claim_due_deliveries(100_000, 110_000, 10)
+        .await
+        .unwrap_or_else(|err| panic!("claim: {err}"));
+    assert_eq!(
+        due.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        vec!["whd_c"]
+    );
+    let listed = store
+        .list_deliveries("wh_one", 2)
+        .await
+        .unwrap_or_else(|err| panic!("list deliveries: {err}"));
+    assert_eq!(listed.len(), 2, "limit respected");
+    let all = store
+        .list_deliveries("wh_one", 10)
+        .await
+        .unwrap_or_else(|err| panic!("list deliveries: {err}"));
+    let status_of = |id: &str| {
+        all.iter()
+            .find(|delivery| delivery.id == id)
+            .map(|delivery| (delivery.status, delivery.attempts, delivery.updated_at))
+    };
+    assert_eq!(
+        status_of("whd_a"),
+        Some((DeliveryStatus::Delivered, 2, 31_000))
+    );
+    assert_eq!(
+        status_of("whd_b"),
+        Some((DeliveryStatus::Failed, 2, 31_000))
+    );
+    assert!(
+        store
+            .list_deliveries("wh_two", 10)
+            .await
+            .unwrap_or_default()
+            .is_empty()
+    );
+
+    // Delete removes the webhook and its outbox rows.
+    assert!(store.delete_webhook("wh_one").await.unwrap_or(false));
+    assert!(!store.delete_webhook("wh_one").await.unwrap_or(true));
+    assert!(
+        store
+            .list_deliveries("wh_one", 10)
+            .await
+            .unwrap_or_else(|err| panic!("list deliveries: {err}"))
+            .is_empty()
+    );
+    assert!(
+        store
+            .claim_due_deliveries(i64::MAX - 1, i64::MAX, 10)
+            .await
+            .unwrap_or_else(|err| panic!("claim: {err}"))
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .list_webhooks()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .map(|hook| hook.id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["wh_two"]
+    );
 }
 
 /// A record of the conformance log: tenant `t{i % 3}`, model `m{i % 2}`, every fifth

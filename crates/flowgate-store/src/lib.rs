@@ -4,6 +4,9 @@
 //! sqlx's `Any` driver; only the DDL differs, in `migrations/<backend>/`. The request path
 //! never calls a `Store`: the gateway loads a snapshot and serves from memory.
 //!
+//! Webhook subscriptions and their delivery outbox live behind `WebhookStore`
+//! (`webhook_store`), the audit log behind `AuditStore` (`audit_store`).
+//!
 //! `conformance` holds the one test suite every implementation must pass.
 
 pub mod audit;
@@ -11,6 +14,7 @@ pub mod conformance;
 mod migrate;
 mod model;
 mod sql;
+pub mod webhook;
 
 pub use audit::{
     AuditEntry, AuditFilter, AuditNode, AuditRow, AuditStats, AuditStore, AuditWrite, NamedCount,
@@ -19,6 +23,7 @@ pub use audit::{
 pub use migrate::MigrationReport;
 pub use model::{KeyRecord, NewKey, NewTenant, StoreSnapshot, Tenant, TenantPatch};
 pub use sql::{SqlStore, StoreOptions};
+pub use webhook::{AttemptOutcome, Delivery, DeliveryStatus, NewDelivery, Webhook, WebhookStore};
 
 use async_trait::async_trait;
 use flowgate_types::{KeyId, TenantId};
@@ -105,6 +110,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// The audit log storage of the same database, if this store keeps one.
     fn audit_store(&self) -> Option<std::sync::Arc<dyn AuditStore>> {
+        None
+    }
+
+    /// The webhook subscriptions and delivery outbox of the same database, if this store
+    /// keeps them.
+    fn webhook_store(&self) -> Option<std::sync::Arc<dyn WebhookStore>> {
         None
     }
 }

@@ -24,6 +24,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "audit",
         sql: include_str!("../migrations/sqlite/0002_audit.sql"),
     },
+    Migration {
+        version: 3,
+        name: "webhooks",
+        sql: include_str!("../migrations/sqlite/0003_webhooks.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -36,6 +41,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 2,
         name: "audit",
         sql: include_str!("../migrations/postgres/0002_audit.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "webhooks",
+        sql: include_str!("../migrations/postgres/0003_webhooks.sql"),
     },
 ];
 

@@ -434,6 +434,10 @@ impl Store for SqlStore {
         Some(std::sync::Arc::new(self.clone()))
     }
 
+    fn webhook_store(&self) -> Option<std::sync::Arc<dyn crate::WebhookStore>> {
+        Some(std::sync::Arc::new(self.clone()))
+    }
+
     async fn load_snapshot(&self) -> Result<StoreSnapshot, StoreError> {
         let error = query_error("load snapshot");
         let mut transaction = self.pool.begin().await.map_err(&error)?;
