@@ -1,13 +1,18 @@
 //! Upstream providers: the pooled HTTP client, one `Upstream` per configured provider, the
 //! streaming body with idle and total deadlines, and the built-in deterministic `mock`
 //! provider. What to send and how to read the answer (wire formats) is the caller's business;
-//! this crate moves bytes to and from providers and enforces time limits.
+//! this crate moves bytes to and from providers and enforces time limits. `allowlist` and
+//! `OutboundClient` guard calls to configured URLs (webhooks; upstream base URLs later)
+//! against link-local, metadata and (in production) loopback addresses.
 
+pub mod allowlist;
 mod body;
 mod client;
 pub mod mock;
+mod outbound;
 
 pub use body::UpstreamBody;
+pub use outbound::{OutboundClient, OutboundError};
 pub use client::{HttpClient, Upstream, UpstreamResponse};
 
 use std::time::Duration;
