@@ -99,6 +99,8 @@ pub struct Config {
     pub audit: AuditConfig,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
+    /// `[[rules]]`: policy rules for every tenant, compiled after the tenant's preset.
+    pub rules: Vec<flowgate_policy::Rule>,
 }
 
 #[derive(Debug, Clone)]
@@ -172,6 +174,9 @@ pub struct AuditConfig {
     pub on_full: AuditOnFull,
     /// Records the write queue holds before `on_full` applies (at least 1).
     pub queue_capacity: usize,
+    /// Longest wait for a request's audit record to become durable; past it the request is
+    /// refused (503) in `refuse` mode and served (the record stays queued) in `serve` mode.
+    pub durable_timeout: Duration,
 }
 
 /// Audit back-pressure mode when the write queue is full.
@@ -212,6 +217,47 @@ pub struct ProviderConfig {
     pub base_url: String,
     pub api_key: Option<Secret>,
     pub timeouts: Timeouts,
+    /// Azure OpenAI `api-version`: calls go to `/openai/deployments/{model}/...` with an
+    /// `api-key` header instead of `Authorization`.
+    pub api_version: Option<String>,
+    pub retry: RetryPolicy,
+    pub breaker: BreakerPolicy,
+}
+
+/// Retries of one route before the next route is tried (connect errors, 429, 5xx, first-byte
+/// timeouts; never after the client was sent a byte).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts after the first one.
+    pub max_retries: u32,
+    /// First backoff; doubles per retry, with full jitter, capped at 8x.
+    pub backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_retries: 2,
+            backoff: Duration::from_millis(100),
+        }
+    }
+}
+
+/// The circuit breaker of one provider: opens after `failures` consecutive failed attempts,
+/// lets one probe through after `cooldown`, closes on its success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerPolicy {
+    pub failures: u32,
+    pub cooldown: Duration,
+}
+
+impl Default for BreakerPolicy {
+    fn default() -> Self {
+        Self {
+            failures: 5,
+            cooldown: Duration::from_secs(30),
+        }
+    }
 }
 
 /// Per-provider time limits; every one is enforced by the upstream client.

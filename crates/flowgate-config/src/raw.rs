@@ -18,6 +18,9 @@ pub(crate) struct RawFile {
     pub limits: RawLimits,
     #[serde(default)]
     pub audit: RawAudit,
+    /// Policy rules applied to every tenant, after the tenant's preset.
+    #[serde(default)]
+    pub rules: Vec<flowgate_policy::Rule>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -50,6 +53,12 @@ pub(crate) struct RawProvider {
     pub first_byte_timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
     pub total_timeout_ms: Option<u64>,
+    /// Azure OpenAI: the `api-version` query value; switches to the deployment path.
+    pub api_version: Option<String>,
+    pub max_retries: Option<u32>,
+    pub retry_backoff_ms: Option<u64>,
+    pub circuit_failures: Option<u32>,
+    pub circuit_cooldown_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,4 +95,5 @@ pub(crate) struct RawAudit {
     pub checkpoint_every_seconds: Option<u64>,
     pub on_full: Option<String>,
     pub queue_capacity: Option<usize>,
+    pub durable_timeout_ms: Option<u64>,
 }

@@ -278,6 +278,15 @@ pub fn from_sources(
             }
             value => value.unwrap_or(65_536),
         },
+        durable_timeout: match raw.audit.durable_timeout_ms {
+            Some(0) => {
+                return Err(ConfigError::new(
+                    "audit.durable_timeout_ms",
+                    "must be at least 1",
+                ));
+            }
+            value => Duration::from_millis(value.unwrap_or(2000)),
+        },
     };
 
     let providers = raw
@@ -287,6 +296,10 @@ pub fn from_sources(
         .map(|(index, provider)| provider_config(index, provider, env))
         .collect::<Result<Vec<_>, _>>()?;
     let models = model_configs(&raw, &providers)?;
+    // Compiling proves every rule is usable (patterns, detectors, limits) before serving.
+    if let Err(err) = flowgate_policy::Policy::compile(None, &raw.rules) {
+        return Err(ConfigError::new("rules", err.to_string()));
+    }
 
     Ok(Config {
         environment,
@@ -303,6 +316,7 @@ pub fn from_sources(
         audit,
         providers,
         models,
+        rules: raw.rules,
     })
 }
 
@@ -520,12 +534,58 @@ fn provider_config(
         idle: millis(raw.idle_timeout_ms, "idle_timeout_ms", defaults.idle)?,
         total: millis(raw.total_timeout_ms, "total_timeout_ms", defaults.total)?,
     };
+    let api_version = match (&raw.api_version, kind) {
+        (None, _) => None,
+        (Some(version), ProviderKind::OpenAi) if !version.is_empty() => Some(version.clone()),
+        (Some(_), ProviderKind::OpenAi) => {
+            return Err(ConfigError::new(key("api_version"), "must not be empty"));
+        }
+        (Some(_), _) => {
+            return Err(ConfigError::new(
+                key("api_version"),
+                "only `openai` providers (Azure OpenAI) take an api_version",
+            ));
+        }
+    };
+    let retry_defaults = RetryPolicy::default();
+    let retry = RetryPolicy {
+        max_retries: raw
+            .max_retries
+            .unwrap_or(retry_defaults.max_retries)
+            .min(10),
+        backoff: millis(
+            raw.retry_backoff_ms,
+            "retry_backoff_ms",
+            retry_defaults.backoff,
+        )?,
+    };
+    let breaker_defaults = BreakerPolicy::default();
+    let breaker = BreakerPolicy {
+        failures: match raw.circuit_failures {
+            Some(0) => {
+                return Err(ConfigError::new(
+                    key("circuit_failures"),
+                    "must be at least 1",
+                ));
+            }
+            Some(count) => count,
+            None => breaker_defaults.failures,
+        },
+        cooldown: millis(
+            raw.circuit_cooldown_ms,
+            "circuit_cooldown_ms",
+            breaker_defaults.cooldown,
+        )?,
+    };
     Ok(ProviderConfig {
         name: raw.name.clone(),
         kind,
         base_url,
         api_key,
         timeouts,
+        api_version,
+        retry,
+        breaker,
     })
 }
 
@@ -629,6 +689,50 @@ mod tests {
             Ok(_) => panic!("expected a config error"),
             Err(err) => err,
         }
+    }
+
+    #[test]
+    fn rules_and_routing_settings_are_validated() {
+        let env = production_env(&[]);
+        let file = r#"
+[[providers]]
+name = "azure"
+kind = "openai"
+base_url = "https://example.openai.azure.com"
+api_version = "2024-10-21"
+max_retries = 1
+retry_backoff_ms = 50
+circuit_failures = 3
+circuit_cooldown_ms = 1000
+
+[[rules]]
+id = "no-secrets"
+action = "block"
+match = { keywords = ["project-x"] }
+"#;
+        let config = from_sources(Some(file), &env, false).unwrap_or_else(|err| panic!("{err:?}"));
+        let provider = &config.providers[0];
+        assert_eq!(provider.api_version.as_deref(), Some("2024-10-21"));
+        assert_eq!(provider.retry.max_retries, 1);
+        assert_eq!(provider.retry.backoff, Duration::from_millis(50));
+        assert_eq!(provider.breaker.failures, 3);
+        assert_eq!(config.rules.len(), 1);
+        assert_eq!(config.rules[0].id, "no-secrets");
+
+        let bad_regex = "[[rules]]\nid = 'r'\naction = 'block'\nmatch = { regex = '(' }\n";
+        assert_eq!(error_of(Some(bad_regex), &env).key, "rules");
+        let zero_failures =
+            "[[providers]]\nname='a'\nkind='openai'\nbase_url='http://x'\ncircuit_failures=0\n";
+        assert_eq!(
+            error_of(Some(zero_failures), &env).key,
+            "providers[0].circuit_failures"
+        );
+        let version_on_anthropic =
+            "[[providers]]\nname='a'\nkind='anthropic'\nbase_url='http://x'\napi_version='1'\n";
+        assert_eq!(
+            error_of(Some(version_on_anthropic), &env).key,
+            "providers[0].api_version"
+        );
     }
 
     const GOOD: &str = r#"

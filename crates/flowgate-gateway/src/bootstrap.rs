@@ -146,6 +146,9 @@ pub fn add_development_mock(config: &mut Config) {
         base_url: String::new(),
         api_key: None,
         timeouts: Timeouts::default(),
+        api_version: None,
+        retry: flowgate_config::RetryPolicy::default(),
+        breaker: flowgate_config::BreakerPolicy::default(),
     });
     let provider = config.providers.len() - 1;
     for name in [DEV_CHAT_MODEL, DEV_EMBEDDING_MODEL] {

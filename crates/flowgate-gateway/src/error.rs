@@ -49,18 +49,40 @@ pub enum ApiError {
     NotFound { what: &'static str },
     #[error("{message}")]
     Conflict { message: String },
-    #[error("upstream `{provider}` answered {status}")]
+    #[error("{phase} blocked by policy rule(s): {}", rules.join(", "))]
+    PolicyViolation {
+        /// `request` or `response`.
+        phase: &'static str,
+        rules: Vec<String>,
+    },
+    #[error("{}", upstream_status_message(provider, *status, message.as_deref()))]
     UpstreamStatus {
         provider: String,
         status: StatusCode,
+        /// The upstream's own error message, when its body had one.
+        message: Option<String>,
         retry_after: Option<HeaderValue>,
     },
+    #[error("upstream `{provider}` sent an answer that cannot be read: {detail}")]
+    UpstreamInvalid { provider: String, detail: String },
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
     #[error("{subsystem} is unavailable")]
     Unavailable { subsystem: &'static str },
     #[error("internal error")]
     Internal { detail: String },
+}
+
+/// The client's message for an upstream error status: the upstream's own words for request
+/// errors it reports (so an SDK shows what the provider said), else which upstream failed.
+fn upstream_status_message(provider: &str, status: StatusCode, message: Option<&str>) -> String {
+    match message {
+        Some(message) if matches!(status.as_u16(), 400 | 404 | 409 | 413 | 422) => {
+            message.to_owned()
+        }
+        Some(message) => format!("upstream `{provider}` answered {status}: {message}"),
+        None => format!("upstream `{provider}` answered {status}"),
+    }
 }
 
 impl ApiError {
@@ -74,7 +96,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::MissingKey | Self::InvalidKey => StatusCode::UNAUTHORIZED,
-            Self::AdminKeyForInference | Self::AdminOnly => StatusCode::FORBIDDEN,
+            Self::AdminKeyForInference | Self::AdminOnly | Self::PolicyViolation { .. } => {
+                StatusCode::FORBIDDEN
+            }
             Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnknownModel { .. } | Self::NotFound { .. } => StatusCode::NOT_FOUND,
@@ -82,9 +106,11 @@ impl ApiError {
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::UpstreamStatus { status, .. } => match status.as_u16() {
                 429 => StatusCode::TOO_MANY_REQUESTS,
+                503 | 529 => StatusCode::SERVICE_UNAVAILABLE,
                 400 | 404 | 409 | 413 | 422 => *status,
                 _ => StatusCode::BAD_GATEWAY,
             },
+            Self::UpstreamInvalid { .. } => StatusCode::BAD_GATEWAY,
             Self::Upstream(err) => match err {
                 UpstreamError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
                 UpstreamError::Request { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -107,11 +133,13 @@ impl ApiError {
             Self::UnknownModel { .. } => "model_not_found",
             Self::NotFound { .. } => "not_found",
             Self::Conflict { .. } => "conflict",
+            Self::PolicyViolation { .. } => "content_policy_violation",
             Self::RateLimited { .. } => "rate_limit_exceeded",
             Self::UpstreamStatus { status, .. } if status.as_u16() == 429 => {
                 "upstream_rate_limited"
             }
             Self::UpstreamStatus { .. } => "upstream_error",
+            Self::UpstreamInvalid { .. } => "upstream_invalid_response",
             Self::Upstream(UpstreamError::Timeout {
                 phase: TimeoutPhase::Connect,
                 ..
@@ -127,7 +155,9 @@ impl ApiError {
 
     pub fn fault(&self) -> Fault {
         match self {
-            Self::UpstreamStatus { .. } | Self::Upstream(_) => Fault::Upstream,
+            Self::UpstreamStatus { .. } | Self::UpstreamInvalid { .. } | Self::Upstream(_) => {
+                Fault::Upstream
+            }
             Self::Unavailable { .. } | Self::Internal { .. } => Fault::Internal,
             _ => Fault::Client,
         }
@@ -274,6 +304,7 @@ mod tests {
         let upstream = ApiError::UpstreamStatus {
             provider: "p".into(),
             status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: None,
             retry_after: None,
         };
         assert_eq!(upstream.status(), StatusCode::BAD_GATEWAY);

@@ -4,8 +4,11 @@
 //! readers never lock and never query the database.
 
 use crate::error::ApiError;
+use crate::proxy::breaker::CircuitBreaker;
 use arc_swap::ArcSwap;
-use flowgate_config::{Config, LimitDefaults, OnRedisDown};
+use flowgate_audit::content::{ContentMasterKey, TenantContentKey};
+use flowgate_config::{Config, LimitDefaults, OnRedisDown, RetryPolicy};
+use flowgate_policy::{Policy, Preset};
 use flowgate_providers::Upstream;
 use flowgate_ratelimit::{
     InProcessLimiter, LimitSpec, LimitSpecConfig, Limiter, RedisLimiter, RedisLimiterConfig,
@@ -19,6 +22,8 @@ use tokio::sync::Mutex;
 
 /// Label of the master-key derivation for API-key digests.
 pub const KEY_HASH_LABEL: &str = "api-key-digest";
+/// Label of the master-key derivation for audit content hashes (`audit prove-content`).
+pub const AUDIT_CONTENT_LABEL: &str = "audit-content";
 
 /// A tenant as the request path needs it.
 #[derive(Debug)]
@@ -29,6 +34,10 @@ pub struct TenantEntry {
     /// The tenant's limits (its own values, else the configured defaults), built once per
     /// snapshot so admission does no arithmetic on configuration.
     pub limits: LimitSpec,
+    /// The tenant's compiled policy: its preset, then the configured `[[rules]]`.
+    pub policy: Policy,
+    /// The tenant's key for audit content hashes (derived once per snapshot).
+    pub content_key: TenantContentKey,
 }
 
 impl TenantEntry {
@@ -84,8 +93,38 @@ fn tenant_limits(tenant: &Tenant, defaults: &LimitDefaults) -> LimitSpec {
     })
 }
 
+/// One compiled policy per preset (the configured rules follow each preset's own), shared by
+/// every tenant on that preset. Compiled once at start: snapshots only hand out clones.
+#[derive(Debug)]
+pub struct Policies {
+    by_preset: HashMap<&'static str, Policy>,
+    default: Policy,
+}
+
+impl Policies {
+    pub fn compile(rules: &[flowgate_policy::Rule]) -> Result<Self, flowgate_policy::PolicyError> {
+        let by_preset: HashMap<&'static str, Policy> = Preset::ALL
+            .into_iter()
+            .map(|preset| Ok((preset.as_str(), Policy::compile(Some(preset), rules)?)))
+            .collect::<Result<_, flowgate_policy::PolicyError>>()?;
+        let default = Policy::compile(Some(Preset::Default), rules)?;
+        Ok(Self { by_preset, default })
+    }
+
+    /// The policy of a preset name (unknown names get `default`).
+    pub fn for_preset(&self, name: &str) -> Policy {
+        self.by_preset.get(name).unwrap_or(&self.default).clone()
+    }
+}
+
 impl Snapshot {
-    fn build(stored: StoreSnapshot, now: i64, defaults: &LimitDefaults) -> Self {
+    fn build(
+        stored: StoreSnapshot,
+        now: i64,
+        defaults: &LimitDefaults,
+        policies: &Policies,
+        content: &ContentMasterKey,
+    ) -> Self {
         let tenants: HashMap<String, Arc<TenantEntry>> = stored
             .tenants
             .into_iter()
@@ -93,12 +132,16 @@ impl Snapshot {
                 let allowed_models = (!tenant.allowed_models.is_empty())
                     .then(|| tenant.allowed_models.iter().cloned().collect());
                 let limits = tenant_limits(&tenant, defaults);
+                let policy = policies.for_preset(&tenant.rules_preset);
+                let content_key = content.tenant_key(tenant.id.as_str());
                 (
                     tenant.id.as_str().to_owned(),
                     Arc::new(TenantEntry {
                         tenant,
                         allowed_models,
                         limits,
+                        policy,
+                        content_key,
                     }),
                 )
             })
@@ -147,6 +190,9 @@ pub struct Route {
     pub upstream: Arc<Upstream>,
     pub upstream_model: String,
     pub weight: Option<u32>,
+    pub retry: RetryPolicy,
+    /// This route's own breaker (a deployment can fail for one model and not another).
+    pub breaker: CircuitBreaker,
 }
 
 /// The routes of one client-visible model, in order.
@@ -154,6 +200,36 @@ pub struct Route {
 pub struct ModelRoutes {
     pub name: String,
     pub routes: Vec<Route>,
+    /// Sum of the weights when every route has one (weighted choice of the first route).
+    total_weight: Option<u64>,
+}
+
+impl ModelRoutes {
+    /// The order to try routes in: configuration order; with weights, the first route is drawn
+    /// by weight (`draw` in `0..u64::MAX`) and the rest follow in configuration order.
+    pub fn order(&self, draw: u64) -> impl Iterator<Item = &Route> {
+        let first = match self.total_weight {
+            Some(total) if total > 0 => {
+                let mut point = draw % total;
+                self.routes
+                    .iter()
+                    .position(|route| {
+                        let weight = u64::from(route.weight.unwrap_or(0));
+                        if point < weight {
+                            true
+                        } else {
+                            point -= weight;
+                            false
+                        }
+                    })
+                    .unwrap_or(0)
+            }
+            _ => 0,
+        };
+        std::iter::once(first)
+            .chain((0..self.routes.len()).filter(move |index| *index != first))
+            .filter_map(|index| self.routes.get(index))
+    }
 }
 
 /// The model table, built once from configuration.
@@ -176,18 +252,28 @@ impl RouteTable {
             let routes = model
                 .routes
                 .iter()
-                .map(|route| Route {
-                    upstream: Arc::clone(&upstreams[route.provider]),
-                    upstream_model: route.upstream_model.clone(),
-                    weight: route.weight,
+                .map(|route| {
+                    let provider = config.provider(route);
+                    Route {
+                        upstream: Arc::clone(&upstreams[route.provider]),
+                        upstream_model: route.upstream_model.clone(),
+                        weight: route.weight,
+                        retry: provider.retry,
+                        breaker: CircuitBreaker::new(provider.breaker),
+                    }
                 })
-                .collect();
+                .collect::<Vec<Route>>();
+            let total_weight = routes
+                .iter()
+                .map(|route| route.weight.map(u64::from))
+                .sum::<Option<u64>>();
             table.order.push(model.name.clone());
             table.models.insert(
                 model.name.clone(),
                 Arc::new(ModelRoutes {
                     name: model.name.clone(),
                     routes,
+                    total_weight,
                 }),
             );
         }
@@ -223,6 +309,8 @@ struct Inner {
     reload: Mutex<()>,
     /// This node's audit writer.
     audit: crate::audit::AuditLog,
+    policies: Policies,
+    content_key: ContentMasterKey,
 }
 
 impl AppState {
@@ -249,7 +337,16 @@ impl AppState {
         .await
         .map_err(StartError::Audit)?;
         let limiter = build_limiter(&config).await?;
-        let snapshot = Snapshot::build(stored, now_millis(), &config.limits);
+        let policies =
+            Policies::compile(&config.rules).map_err(|err| StartError::Policy(err.to_string()))?;
+        let content_key = ContentMasterKey::from_bytes(master_key.derive(AUDIT_CONTENT_LABEL));
+        let snapshot = Snapshot::build(
+            stored,
+            now_millis(),
+            &config.limits,
+            &policies,
+            &content_key,
+        );
         let state = Self {
             inner: Arc::new(Inner {
                 config,
@@ -262,6 +359,8 @@ impl AppState {
                 limiter,
                 reload: Mutex::new(()),
                 audit,
+                policies,
+                content_key,
             }),
         };
         Ok(state)
@@ -320,6 +419,8 @@ impl AppState {
             stored,
             now_millis(),
             &self.inner.config.limits,
+            &self.inner.policies,
+            &self.inner.content_key,
         )));
         Ok(true)
     }
@@ -354,6 +455,8 @@ pub enum StartError {
     Limiter(String),
     #[error("provider setup failed: {0}")]
     Providers(String),
+    #[error("policy rules do not compile: {0}")]
+    Policy(String),
     #[error(transparent)]
     Store(StoreError),
     #[error(transparent)]

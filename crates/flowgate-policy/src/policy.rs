@@ -364,6 +364,16 @@ impl Policy {
         self.program.holdback
     }
 
+    /// Whether any rule screens texts of `phase` (a gateway can skip work for a phase no rule
+    /// covers, e.g. re-encoding streams when no rule screens responses).
+    #[must_use]
+    pub fn screens(&self, phase: Phase) -> bool {
+        self.program
+            .rules
+            .iter()
+            .any(|rule| rule.phase.covers(phase))
+    }
+
     /// The ids of the compiled rules, in evaluation order (preset first).
     pub fn rule_ids(&self) -> impl Iterator<Item = &str> {
         self.program.rules.iter().map(|r| &*r.id)

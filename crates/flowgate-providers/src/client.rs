@@ -49,6 +49,21 @@ pub struct UpstreamResponse {
     pub body: UpstreamBody,
 }
 
+/// What a call asks of a provider; decides the URL path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Chat { stream: bool },
+    Embeddings,
+}
+
+/// Anthropic's API version sent when the client did not name one.
+pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
+
+static ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
+static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+static X_GOOG_API_KEY: HeaderName = HeaderName::from_static("x-goog-api-key");
+static AZURE_API_KEY: HeaderName = HeaderName::from_static("api-key");
+
 /// One configured provider, ready to call.
 #[derive(Debug, Clone)]
 pub struct Upstream {
@@ -56,23 +71,36 @@ pub struct Upstream {
     pub kind: ProviderKind,
     pub base_url: String,
     pub timeouts: Timeouts,
-    authorization: Option<HeaderValue>,
+    /// Azure OpenAI `api-version` (deployment-style paths).
+    api_version: Option<String>,
+    /// The credential header in the provider's convention, marked sensitive.
+    credential: Option<(HeaderName, HeaderValue)>,
     client: Option<HttpClient>,
 }
 
 impl Upstream {
     pub fn new(config: &ProviderConfig) -> Result<Self, UpstreamError> {
-        let authorization = match &config.api_key {
+        let credential = match &config.api_key {
             Some(secret) => {
-                let mut value = HeaderValue::from_str(&format!("Bearer {}", secret.expose()))
-                    .map_err(|_| UpstreamError::Request {
+                let (name, text) = match (config.kind, &config.api_version) {
+                    (ProviderKind::OpenAi, Some(_)) => {
+                        (AZURE_API_KEY.clone(), secret.expose().to_owned())
+                    }
+                    (ProviderKind::Anthropic, _) => (X_API_KEY.clone(), secret.expose().to_owned()),
+                    (ProviderKind::Gemini, _) => {
+                        (X_GOOG_API_KEY.clone(), secret.expose().to_owned())
+                    }
+                    _ => (AUTHORIZATION, format!("Bearer {}", secret.expose())),
+                };
+                let mut value =
+                    HeaderValue::from_str(&text).map_err(|_| UpstreamError::Request {
                         detail: format!(
                             "provider `{}` credential is not a valid header value",
                             config.name
                         ),
                     })?;
                 value.set_sensitive(true);
-                Some(value)
+                Some((name, value))
             }
             None => None,
         };
@@ -85,9 +113,44 @@ impl Upstream {
             kind: config.kind,
             base_url: config.base_url.clone(),
             timeouts: config.timeouts,
-            authorization,
+            api_version: config.api_version.clone(),
+            credential,
             client,
         })
+    }
+
+    /// The path and query (after `base_url`) of an operation on `model`, in the provider's
+    /// convention: OpenAI `/chat/completions` (Azure: `/openai/deployments/{model}/...
+    /// ?api-version=`), Anthropic `/messages`, Gemini `/models/{model}:generateContent` or
+    /// `:streamGenerateContent?alt=sse`, Ollama `/api/chat`. `None` when the provider has no
+    /// such operation (embeddings outside OpenAI).
+    pub fn target(&self, operation: Operation, model: &str) -> Option<String> {
+        let model = PathSegment(model);
+        match (self.kind, operation) {
+            (ProviderKind::OpenAi, operation) => {
+                let tail = match operation {
+                    Operation::Chat { .. } => "chat/completions",
+                    Operation::Embeddings => "embeddings",
+                };
+                Some(match &self.api_version {
+                    Some(version) => format!(
+                        "/openai/deployments/{model}/{tail}?api-version={}",
+                        PathSegment(version)
+                    ),
+                    None => format!("/{tail}"),
+                })
+            }
+            (ProviderKind::Anthropic, Operation::Chat { .. }) => Some("/messages".to_owned()),
+            (ProviderKind::Gemini, Operation::Chat { stream: false }) => {
+                Some(format!("/models/{model}:generateContent"))
+            }
+            (ProviderKind::Gemini, Operation::Chat { stream: true }) => {
+                Some(format!("/models/{model}:streamGenerateContent?alt=sse"))
+            }
+            (ProviderKind::Ollama, Operation::Chat { .. }) => Some("/api/chat".to_owned()),
+            (ProviderKind::Mock, _) => Some(String::new()),
+            _ => None,
+        }
     }
 
     /// POSTs a JSON body to `base_url + path` and waits for the response head (first-byte limit).
@@ -108,11 +171,19 @@ impl Upstream {
             .method(Method::POST)
             .uri(format!("{}{path}", self.base_url))
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(authorization) = &self.authorization {
-            builder = builder.header(AUTHORIZATION, authorization.clone());
-        }
-        for (name, value) in extra_headers {
+        if let Some((name, value)) = &self.credential {
             builder = builder.header(name, value.clone());
+        }
+        let mut has_version = false;
+        for (name, value) in extra_headers {
+            has_version |= *name == ANTHROPIC_VERSION;
+            builder = builder.header(name, value.clone());
+        }
+        if self.kind == ProviderKind::Anthropic && !has_version {
+            builder = builder.header(
+                ANTHROPIC_VERSION.clone(),
+                HeaderValue::from_static(DEFAULT_ANTHROPIC_VERSION),
+            );
         }
         let request = builder
             .body(Full::new(body))
@@ -166,6 +237,24 @@ impl Upstream {
     }
 }
 
+/// Percent-encodes what cannot stand in one URL path segment or query value.
+struct PathSegment<'a>(&'a str);
+
+impl std::fmt::Display for PathSegment<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for byte in self.0.bytes() {
+            if byte.is_ascii_alphanumeric()
+                || matches!(byte, b'-' | b'.' | b'_' | b'~' | b':' | b'@')
+            {
+                write!(f, "{}", byte as char)?;
+            } else {
+                write!(f, "%{byte:02X}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 fn is_connect_timeout(err: &hyper_util::client::legacy::Error) -> bool {
     let mut source = std::error::Error::source(err);
     while let Some(inner) = source {
@@ -177,4 +266,80 @@ fn is_connect_timeout(err: &hyper_util::client::legacy::Error) -> bool {
         source = inner.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flowgate_config::{BreakerPolicy, RetryPolicy, Secret};
+
+    fn upstream(kind: ProviderKind, api_version: Option<&str>) -> Upstream {
+        let config = ProviderConfig {
+            name: "p".to_owned(),
+            kind,
+            base_url: "http://127.0.0.1:1".to_owned(),
+            api_key: Some(Secret::new("sk-test".to_owned())),
+            timeouts: Timeouts::default(),
+            api_version: api_version.map(str::to_owned),
+            retry: RetryPolicy::default(),
+            breaker: BreakerPolicy::default(),
+        };
+        Upstream::new(&config).unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    #[test]
+    fn each_kind_has_its_paths_and_credential_header() {
+        let chat = Operation::Chat { stream: false };
+        let stream = Operation::Chat { stream: true };
+        let openai = upstream(ProviderKind::OpenAi, None);
+        assert_eq!(
+            openai.target(chat, "m").as_deref(),
+            Some("/chat/completions")
+        );
+        assert_eq!(
+            openai.target(Operation::Embeddings, "m").as_deref(),
+            Some("/embeddings")
+        );
+        assert_eq!(
+            openai.credential.as_ref().map(|(name, _)| name.as_str()),
+            Some("authorization")
+        );
+        let azure = upstream(ProviderKind::OpenAi, Some("2024-10-21"));
+        assert_eq!(
+            azure.target(chat, "my deploy").as_deref(),
+            Some("/openai/deployments/my%20deploy/chat/completions?api-version=2024-10-21")
+        );
+        assert_eq!(
+            azure.credential.as_ref().map(|(name, _)| name.as_str()),
+            Some("api-key")
+        );
+        let anthropic = upstream(ProviderKind::Anthropic, None);
+        assert_eq!(
+            anthropic.target(stream, "claude").as_deref(),
+            Some("/messages")
+        );
+        assert_eq!(anthropic.target(Operation::Embeddings, "claude"), None);
+        assert_eq!(
+            anthropic.credential.as_ref().map(|(name, _)| name.as_str()),
+            Some("x-api-key")
+        );
+        let gemini = upstream(ProviderKind::Gemini, None);
+        assert_eq!(
+            gemini.target(chat, "gemini-2.0-flash").as_deref(),
+            Some("/models/gemini-2.0-flash:generateContent")
+        );
+        assert_eq!(
+            gemini.target(stream, "gemini-2.0-flash").as_deref(),
+            Some("/models/gemini-2.0-flash:streamGenerateContent?alt=sse")
+        );
+        assert_eq!(
+            gemini.credential.as_ref().map(|(name, _)| name.as_str()),
+            Some("x-goog-api-key")
+        );
+        let ollama = upstream(ProviderKind::Ollama, None);
+        assert_eq!(
+            ollama.target(stream, "llama3").as_deref(),
+            Some("/api/chat")
+        );
+    }
 }

@@ -12,8 +12,8 @@ pub mod mock;
 mod outbound;
 
 pub use body::UpstreamBody;
+pub use client::{DEFAULT_ANTHROPIC_VERSION, HttpClient, Operation, Upstream, UpstreamResponse};
 pub use outbound::{OutboundClient, OutboundError};
-pub use client::{HttpClient, Upstream, UpstreamResponse};
 
 use std::time::Duration;
 

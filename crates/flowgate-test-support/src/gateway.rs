@@ -35,6 +35,8 @@ base_url = "{base_url}"
 first_byte_timeout_ms = 2000
 idle_timeout_ms = 1000
 total_timeout_ms = 10000
+# One attempt: these tests assert how each upstream failure maps; retries are tested apart.
+max_retries = 0
 
 [[models]]
 name = "gpt-4o-mini"

@@ -271,6 +271,36 @@ struct AnthropicStartMessage {
     usage: Option<AnthropicWireUsage>,
 }
 
+#[derive(Deserialize)]
+struct OpenAiUsageAnswer {
+    usage: Option<OpenAiWireUsage>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicUsageAnswer {
+    usage: Option<AnthropicWireUsage>,
+}
+
+/// Usage of a complete same-dialect JSON answer, read without decoding its content: the
+/// OpenAI `usage` object, or Anthropic's (cache reads and writes included in the input
+/// tokens, as in the IR). `None` when the answer reports none or is not JSON.
+pub fn usage_from_json(ingress: Ingress, body: &[u8]) -> Option<Usage> {
+    match ingress {
+        Ingress::OpenAi => serde_json::from_slice::<OpenAiUsageAnswer>(body)
+            .ok()?
+            .usage
+            .map(|usage| usage.to_ir()),
+        Ingress::Anthropic => {
+            let reported = serde_json::from_slice::<AnthropicUsageAnswer>(body)
+                .ok()?
+                .usage?;
+            let mut usage = Usage::default();
+            reported.merge_into(&mut usage);
+            Some(usage)
+        }
+    }
+}
+
 /// Reads usage out of a same-dialect stream while it is forwarded.
 #[derive(Debug)]
 pub struct UsageSniffer {
@@ -444,4 +474,28 @@ fn has_usage_object(data: &[u8]) -> bool {
         from = at;
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_from_json_reads_both_dialects() {
+        let openai = br#"{"id":"x","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17,"prompt_tokens_details":{"cached_tokens":4}}}"#;
+        let usage = usage_from_json(Ingress::OpenAi, openai).unwrap_or_else(|| panic!("none"));
+        assert_eq!(
+            (usage.input_tokens, usage.output_tokens, usage.cached_tokens),
+            (12, 5, 4)
+        );
+        let anthropic = br#"{"type":"message","content":[],"usage":{"input_tokens":10,"output_tokens":7,"cache_read_input_tokens":3,"cache_creation_input_tokens":2}}"#;
+        let usage =
+            usage_from_json(Ingress::Anthropic, anthropic).unwrap_or_else(|| panic!("none"));
+        assert_eq!(
+            (usage.input_tokens, usage.output_tokens, usage.cached_tokens),
+            (15, 7, 3)
+        );
+        assert!(usage_from_json(Ingress::OpenAi, br#"{"choices":[]}"#).is_none());
+        assert!(usage_from_json(Ingress::Anthropic, b"not json").is_none());
+    }
 }

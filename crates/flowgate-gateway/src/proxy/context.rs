@@ -2,11 +2,13 @@
 //! the two headers every answer carries, `x-request-id` and `x-flowgate-overhead-ms` (the
 //! gateway's own time: wall time minus the time spent waiting for the upstream).
 
+use crate::audit::AuditLog;
 use crate::error::{ApiError, ErrorCode};
+use crate::proxy::screen::Screening;
 use crate::state::AppState;
 use axum::response::Response;
 use flowgate_ratelimit::{LimitSnapshot, RateLimitHeaders};
-use flowgate_types::{ApiFormat, RequestId, TenantId, Usage};
+use flowgate_types::{ApiFormat, KeyId, RequestId, TenantId, Usage};
 use http::header::HeaderValue;
 use http::{HeaderMap, HeaderName};
 use std::time::Duration;
@@ -14,6 +16,7 @@ use tokio::time::Instant;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static X_OVERHEAD_MS: HeaderName = HeaderName::from_static("x-flowgate-overhead-ms");
+pub static X_AUDIT_INDEX: HeaderName = HeaderName::from_static("x-flowgate-audit-index");
 
 #[derive(Debug)]
 pub struct RequestContext {
@@ -30,6 +33,22 @@ pub struct RequestContext {
     pub usage: Option<Usage>,
     /// Rate-limit state to show in `x-ratelimit-*` headers.
     pub rate_limits: Option<RateLimitHeaders>,
+    /// Upstream attempts made, retries among them, and routes fallen back to.
+    pub attempts: u32,
+    pub retries: u32,
+    pub fallbacks: u32,
+    /// Time from the request's start to the first streamed upstream chunk.
+    pub first_token: Option<Duration>,
+    /// What the policy decided and found, request and response together.
+    pub screening: Screening,
+    pub key_id: Option<KeyId>,
+    /// Keyed hash of the answer's text, when the answer was decoded.
+    pub response_hash: Option<String>,
+    /// Set once the request-side audit record was submitted: the completion record goes to
+    /// this log when the request ends.
+    pub audit: Option<AuditLog>,
+    /// The request-side record's index, for `x-flowgate-audit-index`.
+    pub audit_index: Option<u64>,
 }
 
 impl RequestContext {
@@ -66,6 +85,15 @@ impl RequestContext {
             stream: false,
             usage: None,
             rate_limits: None,
+            attempts: 0,
+            retries: 0,
+            fallbacks: 0,
+            first_token: None,
+            screening: Screening::default(),
+            key_id: None,
+            response_hash: None,
+            audit: None,
+            audit_index: None,
         }
     }
 
@@ -81,6 +109,9 @@ impl RequestContext {
         let headers = response.headers_mut();
         headers.insert(X_REQUEST_ID.clone(), self.request_id_header.clone());
         headers.insert(X_OVERHEAD_MS.clone(), overhead_header(overhead));
+        if let Some(index) = self.audit_index {
+            headers.insert(X_AUDIT_INDEX.clone(), HeaderValue::from(index));
+        }
         if let Some(limits) = &self.rate_limits {
             insert_limit_headers(headers, limits.requests.as_ref(), &RATE_HEADERS_REQUESTS);
             insert_limit_headers(headers, limits.tokens.as_ref(), &RATE_HEADERS_TOKENS);
@@ -96,8 +127,16 @@ impl RequestContext {
         self.finish(error.into_response_for(self.format), false)
     }
 
-    /// One access-log line per request; never keys or content.
+    /// One access-log line per request (and its completion audit record); never keys or
+    /// content.
     pub fn log(&self, status: u16, error_code: Option<&str>) {
+        if let Some(audit) = &self.audit {
+            // The request-side record is already durable; a lost completion record (full
+            // queue) is counted by the log's gap marker.
+            if let Err(err) = audit.submit(crate::proxy::record::completion_record(self, status)) {
+                tracing::warn!(request_id = %self.request_id, error = %err, "completion audit record not queued");
+            }
+        }
         let usage = self.usage.unwrap_or_default();
         tracing::info!(
             target: "flowgate::access",

@@ -1,10 +1,9 @@
-//! Reading a request body and the few fields the pipeline needs from it (`model`, `stream`),
-//! without re-serialising: the body is forwarded as the caller sent it, except that the
-//! `model` value is spliced when the route's upstream name differs.
+//! Reading a request body and the few fields the pipeline needs before routing (`model`,
+//! `stream`, the output-token limit), borrowing from the body without building a document.
 
 use crate::error::ApiError;
 use axum::body::Body;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::HeaderMap;
 use http::header::CONTENT_LENGTH;
 use http_body_util::BodyExt as _;
@@ -58,8 +57,6 @@ pub struct Envelope<'a> {
     pub stream: bool,
     /// The requested output limit (`max_completion_tokens`, else `max_tokens`), if any.
     pub max_output_tokens: Option<u64>,
-    /// Byte range of the `model` JSON value (with its quotes) inside the body.
-    model_span: (usize, usize),
 }
 
 impl<'a> Envelope<'a> {
@@ -89,28 +86,11 @@ impl<'a> Envelope<'a> {
                 param: Some("model"),
             });
         }
-        // The raw value borrows from `body`, so its address lies inside it.
-        let start = text.as_ptr() as usize - body.as_ptr() as usize;
         Ok(Self {
             model,
             stream: raw.stream.unwrap_or(false),
             max_output_tokens: raw.max_completion_tokens.or(raw.max_tokens),
-            model_span: (start, start + text.len()),
         })
-    }
-
-    /// The body with `model` replaced, or the same bytes (no copy) when the name is unchanged.
-    pub fn with_model(&self, body: &Bytes, upstream_model: &str) -> Bytes {
-        if upstream_model == self.model {
-            return body.clone();
-        }
-        let quoted = serde_json::to_string(upstream_model).unwrap_or_else(|_| "\"\"".to_owned());
-        let (start, end) = self.model_span;
-        let mut out = BytesMut::with_capacity(body.len() + quoted.len());
-        out.extend_from_slice(&body[..start]);
-        out.extend_from_slice(quoted.as_bytes());
-        out.extend_from_slice(&body[end..]);
-        out.freeze()
     }
 }
 
@@ -119,22 +99,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_and_splices_without_touching_other_bytes() {
+    fn parses_the_routing_fields() {
         let body = Bytes::from_static(br#"{ "messages": [{"role":"user","content":"model"}], "model" : "gpt-4o-mini", "stream": true, "x": {"model": 1} }"#);
         let envelope = Envelope::parse(&body).unwrap_or_else(|err| panic!("{err}"));
         assert_eq!(envelope.model, "gpt-4o-mini");
         assert!(envelope.stream);
-        let same = envelope.with_model(&body, "gpt-4o-mini");
-        assert_eq!(
-            same.as_ptr(),
-            body.as_ptr(),
-            "unchanged model means no copy"
-        );
-        let spliced = envelope.with_model(&body, "up\"stream");
-        assert_eq!(
-            std::str::from_utf8(&spliced).unwrap_or(""),
-            r#"{ "messages": [{"role":"user","content":"model"}], "model" : "up\"stream", "stream": true, "x": {"model": 1} }"#
-        );
     }
 
     #[test]

@@ -1,80 +1,248 @@
-//! The data plane: OpenAI-format routes (`/v1/chat/completions`, `/v1/embeddings`,
-//! `/v1/models`). Each handler runs the pipeline's stages top to bottom:
+//! The data plane: OpenAI routes (`/v1/chat/completions`, `/v1/embeddings`, `/v1/models`)
+//! and Anthropic routes (`/v1/messages`, `/v1/messages/count_tokens`). Every inference call
+//! runs the same stages top to bottom:
 //!
-//! 1. start the request context (request id, clock);
+//! 1. start the request context (request id, clock, the caller's dialect);
 //! 2. authenticate the key against the in-memory snapshot;
 //! 3. read the body under the size limit and parse the envelope (`model`, `stream`);
 //! 4. resolve the model among the tenant's routes;
 //! 5. admit: request rate, token reservation and concurrency limits (429 / 503);
-//! 6. call the upstream (the first route; retries and fallbacks come with routing);
-//! 7. answer: a JSON body with its usage read, or a stream passed through chunk by chunk;
-//!    the token reservation is settled from the reported usage when the answer ends;
+//! 6. route: the model's routes in order, with retries, fallbacks and circuit breakers
+//!    (`route`), each upstream request built in the upstream's dialect (`call`);
+//! 7. answer in the caller's dialect (`answer`): a JSON body with its usage read, or a stream
+//!    passed through or transcoded chunk by chunk; the token reservation is settled from the
+//!    reported usage when the answer ends;
 //! 8. stamp `x-request-id`, `x-flowgate-overhead-ms`, `x-ratelimit-*`, and log one line.
 
+mod answer;
 pub mod auth;
+pub mod breaker;
+mod call;
 pub mod context;
 mod envelope;
+mod record;
+mod route;
+mod screen;
 mod stream;
 mod usage;
 
 pub(crate) use envelope::read_body;
 
+use crate::audit::{AuditError, AuditReceipt};
 use crate::error::ApiError;
-use crate::state::{AppState, ModelRoutes, Principal, Route};
+use crate::state::{AppState, ModelRoutes, Principal};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use axum::routing::{get, post};
-use bytes::Bytes;
+use call::Call;
 use context::RequestContext;
 use envelope::Envelope;
-use flowgate_config::ProviderKind;
-use flowgate_providers::{UpstreamBody, UpstreamResponse, mock};
+use flowgate_config::AuditOnFull;
+use flowgate_policy::{Decision, Phase};
+use flowgate_providers::Operation;
 use flowgate_ratelimit::{Admission, AdmissionError, AdmissionRequest, RateLimitHeaders, Subject};
+use flowgate_translate::Ingress;
 use flowgate_types::ApiFormat;
-use http::StatusCode;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use http::header::{CONTENT_TYPE, HeaderValue};
 use std::sync::Arc;
-use tokio::time::Instant;
-
-/// Largest upstream answer read into memory (non-streaming answers).
-const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/messages", post(messages))
+        .route("/v1/messages/count_tokens", post(count_tokens))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(list_models))
 }
 
-/// Which OpenAI endpoint a call goes to.
+/// Which API a request came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Endpoint {
-    ChatCompletions,
+    Chat(Ingress),
     Embeddings,
 }
 
 impl Endpoint {
-    fn path(self) -> &'static str {
+    fn format(self) -> ApiFormat {
         match self {
-            Self::ChatCompletions => "/chat/completions",
-            Self::Embeddings => "/embeddings",
+            Self::Chat(Ingress::Anthropic) => ApiFormat::Anthropic,
+            Self::Chat(Ingress::OpenAi) | Self::Embeddings => ApiFormat::OpenAi,
+        }
+    }
+
+    fn ingress(self) -> Ingress {
+        match self {
+            Self::Chat(ingress) => ingress,
+            Self::Embeddings => Ingress::OpenAi,
         }
     }
 }
 
 async fn chat_completions(State(state): State<AppState>, request: Request) -> Response {
-    proxy_openai(state, request, Endpoint::ChatCompletions).await
+    infer(state, request, Endpoint::Chat(Ingress::OpenAi)).await
+}
+
+async fn messages(State(state): State<AppState>, request: Request) -> Response {
+    infer(state, request, Endpoint::Chat(Ingress::Anthropic)).await
 }
 
 async fn embeddings(State(state): State<AppState>, request: Request) -> Response {
-    proxy_openai(state, request, Endpoint::Embeddings).await
+    infer(state, request, Endpoint::Embeddings).await
 }
 
-async fn proxy_openai(state: AppState, request: Request, endpoint: Endpoint) -> Response {
+/// The inference pipeline, stages 1 to 8.
+async fn infer(state: AppState, request: Request, endpoint: Endpoint) -> Response {
     let (parts, body) = request.into_parts();
-    let mut context = RequestContext::start(&state, &parts.headers, ApiFormat::OpenAi);
+    let mut context = RequestContext::start(&state, &parts.headers, endpoint.format());
+    let principal = match auth::authenticate(&state, &parts.headers) {
+        Ok(principal) => principal,
+        Err(error) => return context.fail(error),
+    };
+    context.tenant_id = Some(principal.tenant.tenant.id.clone());
+    context.key_id = Some(principal.key_id.clone());
+    let body = match envelope::read_body(&parts.headers, body, state.config().server.max_body_bytes)
+        .await
+    {
+        Ok(body) => body,
+        Err(error) => return context.fail(error),
+    };
+    let envelope = match Envelope::parse(&body) {
+        Ok(envelope) => envelope,
+        Err(error) => return context.fail(error),
+    };
+    context.model = Some(envelope.model.to_string());
+    let stream = envelope.stream && endpoint != Endpoint::Embeddings;
+    context.stream = stream;
+    let model = match resolve_model(&state, &principal, &envelope.model) {
+        Ok(model) => model,
+        Err(error) => return context.fail(error),
+    };
+    let admission = match admit(&state, &principal, &envelope, body.len()).await {
+        Ok(admission) => admission,
+        Err((error, headers)) => {
+            context.rate_limits = headers;
+            return context.fail(error);
+        }
+    };
+    context.rate_limits = Some(*admission.headers());
+    let operation = match endpoint {
+        Endpoint::Embeddings => Operation::Embeddings,
+        Endpoint::Chat(_) => Operation::Chat { stream },
+    };
+    let body_len = body.len();
+    let client_model = envelope.model.into_owned();
+    let mut call = Call::new(
+        endpoint.ingress(),
+        operation,
+        body,
+        client_model,
+        &parts.headers,
+    );
+    // Stage 5b: screening of the prompt (block, redact, flag).
+    let tenant = &principal.tenant;
+    if endpoint != Endpoint::Embeddings && tenant.policy.screens(Phase::Request) {
+        match screen::screen_request(&tenant.policy, &mut call, body_len) {
+            Ok(screening) => context.screening = screening,
+            Err(error) => return context.fail(error),
+        }
+    }
+    // Stage 5c: the request-side audit record, durable while the upstream call runs.
+    let request_hash = match endpoint {
+        Endpoint::Chat(_) => match call.ir() {
+            Ok(request) => Some(record::content_hash(
+                &tenant.content_key,
+                &record::prompt_text(request),
+            )),
+            Err(error) => return context.fail(error),
+        },
+        Endpoint::Embeddings => None,
+    };
+    if context.screening.decision == Decision::Block {
+        let receipt =
+            state
+                .audit()
+                .submit(record::request_record(&context, request_hash, Some(403)));
+        if let Err(error) = await_durable(&state, &mut context, receipt).await {
+            return context.fail(error);
+        }
+        let violation = context.screening.violation(Phase::Request);
+        return context.fail(violation);
+    }
+    let receipt = state
+        .audit()
+        .submit(record::request_record(&context, request_hash, None));
+    context.audit = Some(state.audit().clone());
+    // Stage 6: routing, concurrently with the audit write.
+    let audit = &state.config().audit;
+    let (dispatched, durable) = tokio::join!(
+        route::dispatch(&model, &mut call, &mut context),
+        durable_index(receipt, audit.durable_timeout, audit.on_full)
+    );
+    match durable {
+        Ok(index) => context.audit_index = index,
+        Err(error) => return context.fail(error),
+    }
+    let dispatched = match dispatched {
+        Ok(dispatched) => dispatched,
+        Err(error) => return context.fail(error),
+    };
+    // Stage 7: the answer, screened when the policy screens answers.
+    if !dispatched.response.status.is_success() {
+        return answer::upstream_error(&mut context, &call, dispatched).await;
+    }
+    if stream {
+        return answer::stream(context, &mut call, dispatched, admission, &tenant.policy);
+    }
+    answer::complete(&mut context, &mut call, dispatched, admission, tenant).await
+}
+
+/// Waits for a submitted record to be durable: its index, `None` when it was dropped under
+/// `on_full = "serve"`, or the 503 to answer when the log refuses.
+/// A record still not durable after `timeout` (the store is down and the queue holds it) is
+/// treated like a full queue: `refuse` answers 503, `serve` goes on (the record stays queued
+/// and is written when the store returns).
+async fn durable_index(
+    receipt: Result<AuditReceipt, AuditError>,
+    timeout: std::time::Duration,
+    on_full: AuditOnFull,
+) -> Result<Option<u64>, ApiError> {
+    let outcome = match receipt {
+        Ok(receipt) => match tokio::time::timeout(timeout, receipt.durable()).await {
+            Ok(outcome) => outcome,
+            Err(_) if on_full == AuditOnFull::Serve => Err(AuditError::Dropped),
+            Err(_) => Err(AuditError::Unavailable),
+        },
+        Err(error) => Err(error),
+    };
+    match outcome {
+        Ok(index) => Ok(Some(index)),
+        Err(error) if error.refuses() => {
+            tracing::error!(error = %error, "audit record not durable: request refused");
+            Err(ApiError::Unavailable {
+                subsystem: "audit log",
+            })
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+async fn await_durable(
+    state: &AppState,
+    context: &mut RequestContext,
+    receipt: Result<AuditReceipt, AuditError>,
+) -> Result<(), ApiError> {
+    let audit = &state.config().audit;
+    context.audit_index = durable_index(receipt, audit.durable_timeout, audit.on_full).await?;
+    Ok(())
+}
+
+/// `POST /v1/messages/count_tokens`: Anthropic's token count of a request, estimated locally
+/// (no upstream call, no admission).
+async fn count_tokens(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let mut context = RequestContext::start(&state, &parts.headers, ApiFormat::Anthropic);
     let principal = match auth::authenticate(&state, &parts.headers) {
         Ok(principal) => principal,
         Err(error) => return context.fail(error),
@@ -91,72 +259,38 @@ async fn proxy_openai(state: AppState, request: Request, endpoint: Endpoint) -> 
         Err(error) => return context.fail(error),
     };
     context.model = Some(envelope.model.to_string());
-    context.stream = envelope.stream && endpoint == Endpoint::ChatCompletions;
-    let model = match resolve_model(&state, &principal, &envelope.model) {
-        Ok(model) => model,
-        Err(error) => return context.fail(error),
-    };
-    let admission = match admit(&state, &principal, &envelope, body.len()).await {
-        Ok(admission) => admission,
-        Err((error, headers)) => {
-            context.rate_limits = headers;
-            return context.fail(error);
+    if let Err(error) = resolve_model(&state, &principal, &envelope.model) {
+        return context.fail(error);
+    }
+    // count_tokens bodies carry no `max_tokens`; the translator requires it for messages.
+    let counted = with_default_max_tokens(&body)
+        .and_then(|body| {
+            flowgate_translate::parse_request(Ingress::Anthropic, &body)
+                .map_err(call::request_error)
+        })
+        .map(|request| flowgate_translate::estimate::count_tokens_body(&request));
+    match counted {
+        Ok(answer_body) => {
+            let mut answer = Response::new(Body::from(answer_body));
+            answer
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            context.finish(answer, false)
         }
-    };
-    context.rate_limits = Some(*admission.headers());
-    let Some(route) = model.routes.first() else {
-        return context.fail(ApiError::UnknownModel {
-            model: envelope.model.to_string(),
-        });
-    };
-    context.provider = Some(route.upstream.name.clone());
-    let upstream_body = envelope.with_model(&body, &route.upstream_model);
-    let upstream_started = Instant::now();
-    let result = call_upstream(route, endpoint, upstream_body, &context).await;
-    context.upstream_time += upstream_started.elapsed();
-    let response = match result {
-        Ok(response) => response,
-        Err(error) => return context.fail(error),
-    };
-    if !response.status.is_success() {
-        return upstream_failure(&mut context, route, response).await;
+        Err(error) => context.fail(error),
     }
-    if context.stream {
-        let status = response.status;
-        let mut answer = Response::new(Body::empty());
-        *answer.status_mut() = status;
-        let headers = answer.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-        let answer = context.finish(answer, true);
-        let (parts, _) = answer.into_parts();
-        let body = Body::from_stream(stream::PassThrough::new(
-            response.body,
-            context,
-            status.as_u16(),
-            admission,
-        ));
-        return Response::from_parts(parts, body);
-    }
-    let body_started = Instant::now();
-    let collected = response
-        .body
-        .collect(MAX_UPSTREAM_BODY, &route.upstream.name)
-        .await;
-    context.upstream_time += body_started.elapsed();
-    let bytes = match collected {
-        Ok(bytes) => bytes,
-        Err(error) => return context.fail(error.into()),
-    };
-    context.usage = usage::from_json(&bytes);
-    settle(admission, context.usage.as_ref());
-    let mut answer = Response::new(Body::from(bytes));
-    *answer.status_mut() = response.status;
-    answer
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    context.finish(answer, false)
+}
+
+/// The body with `"max_tokens": 1` added when it has none.
+fn with_default_max_tokens(body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let mut value: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
+        .map_err(|err| ApiError::invalid(format!("request body is not a JSON object: {err}")))?;
+    value
+        .entry("max_tokens")
+        .or_insert(serde_json::Value::from(1));
+    serde_json::to_vec(&value).map_err(|err| ApiError::Internal {
+        detail: err.to_string(),
+    })
 }
 
 /// Stage 4: the model must exist and the tenant must be allowed to use it (404 otherwise,
@@ -214,78 +348,6 @@ async fn admit(
             None,
         )),
     }
-}
-
-/// Settles a token reservation: the reported usage when known, else the reservation stands.
-fn settle(admission: Admission, usage: Option<&flowgate_types::Usage>) {
-    let actual = usage.map_or(admission.reserved_tokens(), flowgate_types::Usage::total);
-    admission.settle(actual);
-}
-
-/// Stage 6: one upstream call; the mock provider answers in process.
-async fn call_upstream(
-    route: &Route,
-    endpoint: Endpoint,
-    body: Bytes,
-    context: &RequestContext,
-) -> Result<UpstreamResponse, ApiError> {
-    if route.upstream.kind == ProviderKind::Mock {
-        let answer = match endpoint {
-            Endpoint::ChatCompletions => {
-                mock::chat(&body, &route.upstream_model, context.request_id.as_str()).map(
-                    |answer| match answer {
-                        mock::MockAnswer::Json(json) => UpstreamBody::from_chunks([json]),
-                        mock::MockAnswer::Stream(chunks) => UpstreamBody::from_chunks(chunks),
-                    },
-                )
-            }
-            Endpoint::Embeddings => mock::embeddings(&body, &route.upstream_model)
-                .map(|json| UpstreamBody::from_chunks([json])),
-        };
-        return match answer {
-            Ok(body) => Ok(UpstreamResponse {
-                status: StatusCode::OK,
-                headers: http::HeaderMap::new(),
-                body,
-            }),
-            Err(message) => Err(ApiError::invalid(message)),
-        };
-    }
-    Ok(route.upstream.post_json(endpoint.path(), body, &[]).await?)
-}
-
-/// A non-2xx upstream answer: client errors the provider reports are passed on with their
-/// body (same dialect); everything else becomes a gateway error. Never a 200.
-async fn upstream_failure(
-    context: &mut RequestContext,
-    route: &Route,
-    response: UpstreamResponse,
-) -> Response {
-    let status = response.status;
-    let retry_after = response.headers.get(RETRY_AFTER).cloned();
-    let body_started = Instant::now();
-    let body = response
-        .body
-        .collect(1024 * 1024, &route.upstream.name)
-        .await;
-    context.upstream_time += body_started.elapsed();
-    let passes_through = matches!(status.as_u16(), 400 | 404 | 409 | 413 | 422);
-    if let (true, Ok(bytes)) = (passes_through, &body)
-        && serde_json::from_slice::<serde_json::Value>(bytes)
-            .is_ok_and(|value| value.get("error").is_some())
-    {
-        let mut answer = Response::new(Body::from(bytes.clone()));
-        *answer.status_mut() = status;
-        answer
-            .headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        return context.finish(answer, false);
-    }
-    context.fail(ApiError::UpstreamStatus {
-        provider: route.upstream.name.clone(),
-        status,
-        retry_after,
-    })
 }
 
 async fn list_models(State(state): State<AppState>, request: Request) -> Response {

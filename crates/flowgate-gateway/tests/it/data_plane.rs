@@ -254,7 +254,12 @@ async fn upstream_statuses_map_to_gateway_statuses() {
             Some("upstream_rate_limited"),
         ),
         (500, None, StatusCode::BAD_GATEWAY, Some("upstream_error")),
-        (503, None, StatusCode::BAD_GATEWAY, Some("upstream_error")),
+        (
+            503,
+            None,
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("upstream_error"),
+        ),
     ];
     for (status, retry_after, expected, code) in cases {
         upstream.push(Behaviour::Status {

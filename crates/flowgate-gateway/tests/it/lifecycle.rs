@@ -1,6 +1,6 @@
 //! Health, readiness, graceful shutdown, and what the database holds.
 
-use crate::{chat_body, setup};
+use crate::{chat_body, setup, setup_with};
 use flowgate_test_support::client::next_chunk;
 use flowgate_test_support::{Behaviour, TestClient};
 use http::{Method, StatusCode};
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 #[tokio::test]
 async fn health_and_readiness() {
-    let (_upstream, gateway) = setup().await;
+    let (_upstream, gateway) = setup_with("[audit]\ndurable_timeout_ms = 300\n").await;
     let client = TestClient::new();
     for base in [&gateway.base_url, &gateway.internal_url] {
         let live = client
@@ -29,15 +29,38 @@ async fn health_and_readiness() {
         .await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready.json()["failing"][0], "store");
-    // Serving from memory goes on without the store.
-    let served = client
+    // Keys and routes are served from memory, but no answer goes out without a durable audit
+    // record: in the default `refuse` mode the request is refused once the wait runs out.
+    let refused = client
         .post_json(
             &gateway.url("/v1/chat/completions"),
             &gateway.tenant_key,
             &chat_body(false),
         )
         .await;
-    assert_eq!(served.status, StatusCode::OK);
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        refused.text()
+    );
+    assert!(refused.text().contains("audit log"), "{}", refused.text());
+}
+
+#[tokio::test]
+async fn serve_mode_keeps_answering_while_the_store_is_down() {
+    let (_upstream, gateway) =
+        setup_with("[audit]\ndurable_timeout_ms = 300\non_full = \"serve\"\n").await;
+    gateway.store.close().await;
+    let served = TestClient::new()
+        .post_json(
+            &gateway.url("/v1/chat/completions"),
+            &gateway.tenant_key,
+            &chat_body(false),
+        )
+        .await;
+    assert_eq!(served.status, StatusCode::OK, "{}", served.text());
+    assert!(served.header("x-flowgate-audit-index").is_none());
 }
 
 #[tokio::test]

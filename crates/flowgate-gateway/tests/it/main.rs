@@ -2,10 +2,13 @@
 //! the data plane (statuses, streaming, cancellation), the admin API, health and shutdown.
 
 mod admin;
+mod anthropic;
 mod audit;
 mod data_plane;
 mod lifecycle;
 mod limits;
+mod policy;
+mod routing;
 mod streaming;
 
 use flowgate_test_support::gateway::config_for_upstream;

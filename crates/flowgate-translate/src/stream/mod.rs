@@ -279,6 +279,12 @@ impl StreamTranscoder {
         Bytes::from(out)
     }
 
+    /// Client bytes produced before a failed `feed`/`finish`, for a caller that writes its own
+    /// terminating error event instead of `finish_with_error`'s.
+    pub fn take_pending(&mut self) -> Bytes {
+        Bytes::from(std::mem::take(&mut self.pending))
+    }
+
     /// The encoder half, for usage, outcome and keep-alives.
     pub fn encoder(&self) -> &StreamEncoder {
         &self.encoder

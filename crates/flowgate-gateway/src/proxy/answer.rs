@@ -1,0 +1,243 @@
+//! Stage 7, the answer: turns the chosen upstream response into the client's answer in the
+//! client's dialect. A complete answer is forwarded (same dialect, usage read from it) or
+//! decoded and re-encoded (another dialect, usage estimated when the upstream reported none);
+//! a stream goes out chunk by chunk through `stream::ClientStream`; an upstream error status
+//! becomes an error in the client's dialect (a same-dialect request error is passed through
+//! verbatim). Never a 200 that hides a failure.
+
+use crate::error::ApiError;
+use crate::proxy::call::{Call, Wire};
+use crate::proxy::context::RequestContext;
+use crate::proxy::route::Dispatched;
+use crate::proxy::stream::{ClientStream, Converter, ScreenedStream};
+use crate::proxy::usage::to_usage;
+use crate::proxy::{record, screen};
+use crate::state::TenantEntry;
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use flowgate_policy::Policy;
+use flowgate_providers::Operation;
+use flowgate_ratelimit::Admission;
+use flowgate_translate::passthrough::{self, UsageSniffer};
+use flowgate_translate::stream::{EncoderOptions, StreamTranscoder};
+use flowgate_translate::{UpstreamKind, estimate};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use tokio::time::Instant;
+
+/// Largest upstream answer read into memory (non-streaming answers).
+const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
+/// Largest upstream error body read.
+const MAX_ERROR_BODY: usize = 1024 * 1024;
+
+/// A streamed answer: the head now, the body as the upstream sends it.
+pub fn stream(
+    mut context: RequestContext,
+    call: &mut Call,
+    dispatched: Dispatched<'_>,
+    admission: Admission,
+    policy: &Policy,
+) -> Response {
+    let screened = screen::screens_answers(policy);
+    let converter = match dispatched.wire {
+        Wire::Native { strip_usage } if !screened => {
+            Converter::Native(UsageSniffer::new(call.ingress, strip_usage))
+        }
+        wire => {
+            let kind = match wire {
+                Wire::Translated(kind) => kind,
+                Wire::Native { .. } => UpstreamKind::native_for(call.ingress),
+            };
+            let include_usage = match call.ir() {
+                Ok(ir) => ir.include_usage,
+                Err(error) => return context.fail(error),
+            };
+            let mut options = EncoderOptions::new(call.client_model.clone(), include_usage);
+            options.estimated_input_tokens = needs_estimate(kind)
+                .then(|| call.parsed().map(estimate::estimate_request_tokens))
+                .flatten();
+            if screened {
+                Converter::Screened(Box::new(ScreenedStream::new(
+                    kind,
+                    call.ingress,
+                    options,
+                    policy.clone(),
+                )))
+            } else {
+                Converter::Translated(Box::new(StreamTranscoder::new(call.ingress, kind, options)))
+            }
+        }
+    };
+    let status = dispatched.response.status;
+    let mut answer = Response::new(Body::empty());
+    *answer.status_mut() = status;
+    let headers = answer.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    context.stream = true;
+    let answer = context.finish(answer, true);
+    let (parts, _) = answer.into_parts();
+    let body = Body::from_stream(ClientStream::new(
+        dispatched.response.body,
+        converter,
+        context,
+        status.as_u16(),
+        admission,
+        dispatched.route.upstream.name.clone(),
+    ));
+    Response::from_parts(parts, body)
+}
+
+/// Ollama streams may end without counts; the others always report usage.
+fn needs_estimate(kind: UpstreamKind) -> bool {
+    kind == UpstreamKind::Ollama
+}
+
+/// A complete answer, read whole and sent as one JSON body.
+pub async fn complete(
+    context: &mut RequestContext,
+    call: &mut Call,
+    dispatched: Dispatched<'_>,
+    admission: Admission,
+    tenant: &TenantEntry,
+) -> Response {
+    let policy = &tenant.policy;
+    let provider = &dispatched.route.upstream.name;
+    let started = Instant::now();
+    let collected = dispatched
+        .response
+        .body
+        .collect(MAX_UPSTREAM_BODY, provider)
+        .await;
+    context.upstream_time += started.elapsed();
+    let bytes = match collected {
+        Ok(bytes) => bytes,
+        Err(error) => return context.fail(error.into()),
+    };
+    let screened = call.operation != Operation::Embeddings && screen::screens_answers(policy);
+    let answer = match dispatched.wire {
+        Wire::Native { .. } if !screened => {
+            let usage = passthrough::usage_from_json(call.ingress, &bytes);
+            Ok((bytes, usage))
+        }
+        Wire::Native { .. } => {
+            let kind = UpstreamKind::native_for(call.ingress);
+            translate_answer(context, call, kind, &bytes, provider, Some(tenant))
+        }
+        Wire::Translated(kind) => translate_answer(
+            context,
+            call,
+            kind,
+            &bytes,
+            provider,
+            screened.then_some(tenant),
+        ),
+    };
+    let (body, usage) = match answer {
+        Ok(answer) => answer,
+        Err(error) => {
+            // The upstream spent the tokens even when the answer is refused.
+            let reserved = admission.reserved_tokens();
+            admission.settle(reserved);
+            return context.fail(error);
+        }
+    };
+    context.usage = usage.map(to_usage);
+    let actual = context
+        .usage
+        .map_or(admission.reserved_tokens(), |usage| usage.total());
+    admission.settle(actual);
+    let mut answer = Response::new(Body::from(body));
+    *answer.status_mut() = dispatched.response.status;
+    answer
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    context.finish(answer, false)
+}
+
+/// Decodes an answer of `kind`, screens it when a policy is given (a block refuses it, a
+/// redaction rewrites it), and encodes it for the client.
+fn translate_answer(
+    context: &mut RequestContext,
+    call: &mut Call,
+    kind: UpstreamKind,
+    bytes: &[u8],
+    provider: &str,
+    screen_for: Option<&TenantEntry>,
+) -> Result<(Bytes, Option<flowgate_translate::Usage>), ApiError> {
+    let invalid = |detail: String| ApiError::UpstreamInvalid {
+        provider: provider.to_owned(),
+        detail,
+    };
+    let mut decoded =
+        flowgate_translate::decode_response(kind, bytes).map_err(|err| invalid(err.to_string()))?;
+    estimate::fill_missing_usage(call.ir()?, &mut decoded);
+    if let Some(tenant) = screen_for {
+        let screening = screen::screen_answer(&tenant.policy, &mut decoded);
+        context.screening.merge(&screening);
+        context.response_hash = Some(record::content_hash(
+            &tenant.content_key,
+            &screen::answer_text(&decoded),
+        ));
+        if screening.decision == flowgate_policy::Decision::Block {
+            return Err(screening.violation(flowgate_policy::Phase::Response));
+        }
+    }
+    let body = flowgate_translate::encode_response(call.ingress, &decoded, &call.client_model)
+        .map_err(|err| invalid(err.to_string()))?;
+    Ok((body, decoded.usage))
+}
+
+/// An upstream error status, in the client's dialect. Request errors the upstream reports in
+/// the client's own dialect are passed through verbatim (same status, same body).
+pub async fn upstream_error(
+    context: &mut RequestContext,
+    call: &Call,
+    dispatched: Dispatched<'_>,
+) -> Response {
+    let provider = &dispatched.route.upstream.name;
+    let status = dispatched.response.status;
+    let retry_after = dispatched.response.headers.get(RETRY_AFTER).cloned();
+    let started = Instant::now();
+    let body = dispatched
+        .response
+        .body
+        .collect(MAX_ERROR_BODY, provider)
+        .await
+        .unwrap_or_default();
+    context.upstream_time += started.elapsed();
+    let kind = crate::proxy::call::upstream_kind(dispatched.route.upstream.kind);
+    let passes_through = matches!(status.as_u16(), 400 | 404 | 409 | 413 | 422);
+    if passes_through
+        && matches!(dispatched.wire, Wire::Native { .. })
+        && is_error_body(call, &body)
+    {
+        let mut answer = Response::new(Body::from(body));
+        *answer.status_mut() = status;
+        answer
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        return context.finish(answer, false);
+    }
+    let parsed = flowgate_translate::parse_upstream_error(kind, status.as_u16(), &body);
+    context.fail(ApiError::UpstreamStatus {
+        provider: provider.clone(),
+        status,
+        message: (!parsed.message.is_empty()).then_some(parsed.message),
+        retry_after,
+    })
+}
+
+/// Whether `body` is an error object in the client's dialect.
+fn is_error_body(call: &Call, body: &[u8]) -> bool {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return false;
+    };
+    match call.ingress {
+        flowgate_translate::Ingress::OpenAi => value.get("error").is_some_and(|e| e.is_object()),
+        flowgate_translate::Ingress::Anthropic => {
+            value.get("type").and_then(|t| t.as_str()) == Some("error")
+        }
+    }
+}

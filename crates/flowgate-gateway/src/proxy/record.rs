@@ -1,0 +1,148 @@
+//! The audit records of one request (DESIGN §4): a request-side record submitted once the
+//! request is admitted and screened, made durable while the upstream call is in flight (its
+//! index is the `x-flowgate-audit-index` header), and a completion record when the answer
+//! ended (status, usage, latencies, the answer's findings). A request refused by policy gets
+//! one record, made durable before the 403 is sent.
+//!
+//! Content is never stored in clear: `request_hash` / `response_hash` are HMAC-SHA-256 under
+//! the tenant's content key (derived from the master key) of the normalised text: the text
+//! parts of every message, in order, separated by a blank line (`flowgate audit
+//! prove-content` recomputes it from a given text).
+
+use crate::proxy::context::RequestContext;
+use crate::proxy::screen::Screening;
+use flowgate_audit::content::TenantContentKey;
+use flowgate_audit::record::{
+    AuditRecord, Decision, Latencies, RecordKind, RuleFinding, SCHEMA_VERSION, Usage,
+};
+use flowgate_translate::IrRequest;
+use flowgate_translate::ir::Part;
+
+/// The policy decision as the audit log names it.
+fn decision(screening: &Screening) -> Decision {
+    match screening.decision {
+        flowgate_policy::Decision::Allow => Decision::Allow,
+        flowgate_policy::Decision::Flag => Decision::Flag,
+        flowgate_policy::Decision::Redact => Decision::Redact,
+        flowgate_policy::Decision::Block => Decision::Block,
+    }
+}
+
+fn findings(screening: &Screening) -> Vec<RuleFinding> {
+    screening
+        .hits
+        .iter()
+        .map(|hit| RuleFinding {
+            rule_id: hit.rule_id.to_string(),
+            action: hit.action.as_str().to_owned(),
+            count: hit.count,
+        })
+        .collect()
+}
+
+/// The prompt text a request hash covers: every text part, in order, blank-line separated.
+pub fn prompt_text(request: &IrRequest) -> String {
+    let mut text = String::new();
+    for message in &request.messages {
+        for part in &message.parts {
+            push_text(part, &mut text);
+        }
+    }
+    text
+}
+
+fn push_text(part: &Part, text: &mut String) {
+    match part {
+        Part::Text {
+            text: part_text, ..
+        } => {
+            if !text.is_empty() {
+                text.push_str("\n\n");
+            }
+            text.push_str(part_text);
+        }
+        Part::ToolResult(result) => {
+            for inner in &result.content {
+                push_text(inner, text);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn micros(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
+fn base(context: &RequestContext, kind: RecordKind) -> AuditRecord {
+    AuditRecord {
+        schema: SCHEMA_VERSION,
+        kind,
+        request_id: context.request_id.as_str().to_owned(),
+        time_ms: u64::try_from(flowgate_types::now_millis()).unwrap_or(0),
+        tenant_id: context
+            .tenant_id
+            .as_ref()
+            .map(|id| id.as_str().to_owned())
+            .unwrap_or_default(),
+        key_id: context
+            .key_id
+            .as_ref()
+            .map(|id| id.as_str().to_owned())
+            .unwrap_or_default(),
+        route: context.model.clone().unwrap_or_default(),
+        provider: context.provider.clone().unwrap_or_default(),
+        model: context.model.clone().unwrap_or_default(),
+        stream: context.stream,
+        decision: decision(&context.screening),
+        findings: findings(&context.screening),
+        request_hash: None,
+        response_hash: None,
+        encrypted_content: None,
+        usage: None,
+        latency: Latencies::default(),
+        http_status: None,
+        gap: None,
+    }
+}
+
+/// The request-side record (before the upstream answers). `status` is set for a request
+/// that ends here (a policy block).
+pub fn request_record(
+    context: &RequestContext,
+    request_hash: Option<String>,
+    status: Option<u16>,
+) -> AuditRecord {
+    let mut record = base(context, RecordKind::Request);
+    record.request_hash = request_hash;
+    record.http_status = status;
+    record
+}
+
+/// The completion record: how the request ended.
+pub fn completion_record(context: &RequestContext, status: u16) -> AuditRecord {
+    let mut record = base(context, RecordKind::Completion);
+    if status >= 400 && record.decision != Decision::Block {
+        record.decision = Decision::Error;
+    }
+    record.http_status = Some(status);
+    record.response_hash = context.response_hash.clone();
+    record.usage = context.usage.map(|usage| Usage {
+        input: usage.input_tokens,
+        output: usage.output_tokens,
+        cached: usage.cached_tokens,
+        estimated: usage.estimated,
+    });
+    record.latency = Latencies {
+        total_us: Some(micros(context.started.elapsed())),
+        upstream_us: Some(micros(context.upstream_time)),
+        overhead_us: Some(micros(context.overhead())),
+        ttft_us: context.first_token.map(micros),
+    };
+    record
+}
+
+/// The keyed hash of a text, when content hashing applies.
+pub fn content_hash(key: &TenantContentKey, text: &str) -> String {
+    key.hash_hex(text)
+}
