@@ -558,7 +558,7 @@ async fn no_tool_call_without_tools_trigger_or_after_a_tool_result() {
         ),
         (
             WireFormat::Anthropic,
-            json!({"model": "m", "max_tokens": 10, "tools": body(WireFormat::Anthropic, false, "", true)["tools"], "messages": [
+            json!({"model": "m", "max_tokens": 100, "tools": body(WireFormat::Anthropic, false, "", true)["tools"], "messages": [
                 {"role": "user", "content": TOOL_TEXT},
                 {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "get_weather", "input": {"city": "Paris"}}]},
                 {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "sunny"}]},
@@ -599,6 +599,71 @@ async fn no_tool_call_without_tools_trigger_or_after_a_tool_result() {
             .unwrap_or_else(|err| panic!("{format:?}: {err}"));
         assert_eq!(answer.choices[0].finish_reason, Some(FinishReason::Stop));
     }
+}
+
+/// Sets the output token limit of a request in `format`'s own field.
+fn limit_output(format: WireFormat, request: &mut Value, limit: u64) {
+    match format {
+        WireFormat::OpenAi | WireFormat::AzureOpenAi | WireFormat::Anthropic => {
+            request["max_tokens"] = json!(limit);
+        }
+        WireFormat::Gemini => request["generationConfig"] = json!({"maxOutputTokens": limit}),
+        WireFormat::Ollama => request["options"] = json!({"num_predict": limit}),
+    }
+}
+
+#[tokio::test]
+async fn answers_longer_than_the_limit_are_cut_with_a_length_finish() {
+    let upstream = MockUpstream::start()
+        .await
+        .unwrap_or_else(|err| panic!("mock: {err}"));
+    let cut = "Hello from the";
+    for format in WireFormat::ALL {
+        let mut request = body(format, false, USER_TEXT, false);
+        limit_output(format, &mut request, 3);
+        let response = call(&upstream, format, false, &request).await;
+        assert_eq!(
+            response.status,
+            StatusCode::OK,
+            "{format:?}: {}",
+            response.text()
+        );
+        let reply = last_reply(&upstream);
+        assert!(reply.truncated, "{format:?}");
+        assert_eq!(reply.text(), Some(cut));
+        assert_eq!(reply.output_tokens, 3);
+        let answer = flowgate_translate::decode_response(kind(format), &response.body)
+            .unwrap_or_else(|err| panic!("{format:?}: {err}"));
+        assert_eq!(
+            answer.choices[0].finish_reason,
+            Some(FinishReason::Length),
+            "{format:?}"
+        );
+        assert_eq!(answer.usage, Some(reported(&reply)), "{format:?}");
+        let [Part::Text { text, .. }] = answer.choices[0].parts.as_slice() else {
+            panic!("{format:?}: {:?}", answer.choices[0].parts)
+        };
+        assert_eq!(text, cut);
+
+        let mut request = body(format, true, USER_TEXT, false);
+        limit_output(format, &mut request, 3);
+        let response = call(&upstream, format, true, &request).await;
+        let decoded = decode_stream(format, &response.body);
+        assert_eq!(decoded.text, cut, "{format:?}");
+        assert_eq!(decoded.finish, Some(FinishReason::Length), "{format:?}");
+        assert_eq!(
+            decoded.usage,
+            Some(reported(&last_reply(&upstream))),
+            "{format:?}"
+        );
+    }
+    // A limit at or above the answer's length changes nothing.
+    let mut request = body(WireFormat::OpenAi, false, USER_TEXT, false);
+    limit_output(WireFormat::OpenAi, &mut request, 11);
+    call(&upstream, WireFormat::OpenAi, false, &request).await;
+    let reply = last_reply(&upstream);
+    assert!(!reply.truncated);
+    assert_eq!(reply.text(), Some(answer_text(USER_TEXT).as_str()));
 }
 
 #[tokio::test]

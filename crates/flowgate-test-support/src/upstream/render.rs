@@ -2,7 +2,8 @@
 //! that format (OpenAI `data:` chunks with `[DONE]`, Anthropic named events, Gemini `data:`
 //! `GenerateContentResponse`s, Ollama NDJSON lines). Text streams carry one word per chunk;
 //! tool-call arguments are split across chunks where the format streams them (OpenAI,
-//! Anthropic). OpenAI text answers are the built-in `mock` provider's own, byte for byte.
+//! Anthropic). Complete OpenAI text answers are the built-in `mock` provider's own, byte for
+//! byte.
 
 use bytes::Bytes;
 use flowgate_providers::mock::{self, MockAnswer};
@@ -30,11 +31,13 @@ pub(crate) fn chat(
     let reply = reply_for(format, path_and_query, body)?;
     Ok(match format {
         WireFormat::OpenAi | WireFormat::AzureOpenAi => match &reply.content {
-            ReplyContent::Text(_) => match mock::chat(body, &reply.model, "req_upstream")? {
-                MockAnswer::Json(json) => Rendered::Json(json),
-                MockAnswer::Stream(chunks) => Rendered::Stream(chunks),
-            },
-            ReplyContent::ToolCall { name, arguments } => openai_tool_call(&reply, name, arguments),
+            ReplyContent::Text(_) if !reply.truncated => {
+                match mock::chat(body, &reply.model, "req_upstream")? {
+                    MockAnswer::Json(json) => Rendered::Json(json),
+                    MockAnswer::Stream(chunks) => Rendered::Stream(chunks),
+                }
+            }
+            _ => openai(&reply),
         },
         WireFormat::Anthropic => anthropic(&reply),
         WireFormat::Gemini => {
@@ -73,32 +76,38 @@ fn sse_data(value: &Value) -> Bytes {
     Bytes::from(format!("data: {value}\n\n"))
 }
 
-fn openai_tool_call(reply: &MockReply, name: &str, arguments: &str) -> Rendered {
+/// OpenAI answers other than the built-in provider's: tool calls and truncated text.
+fn openai(reply: &MockReply) -> Rendered {
     let usage = json!({
         "prompt_tokens": reply.input_tokens,
         "completion_tokens": reply.output_tokens,
         "total_tokens": reply.total_tokens(),
     });
+    let finish = match reply.content {
+        ReplyContent::ToolCall { .. } => "tool_calls",
+        ReplyContent::Text(_) if reply.truncated => "length",
+        ReplyContent::Text(_) => "stop",
+    };
     if !reply.stream {
+        let message = match &reply.content {
+            ReplyContent::Text(text) => json!({"role": "assistant", "content": text}),
+            ReplyContent::ToolCall { name, arguments } => json!({
+                "role": "assistant",
+                "content": null,
+                "tool_calls": [{
+                    "id": OPENAI_TOOL_CALL_ID,
+                    "type": "function",
+                    "function": {"name": name, "arguments": arguments},
+                }],
+            }),
+        };
         return Rendered::Json(Bytes::from(
             json!({
                 "id": OPENAI_COMPLETION_ID,
                 "object": "chat.completion",
                 "created": 0,
                 "model": reply.model,
-                "choices": [{
-                    "index": 0,
-                    "message": {
-                        "role": "assistant",
-                        "content": null,
-                        "tool_calls": [{
-                            "id": OPENAI_TOOL_CALL_ID,
-                            "type": "function",
-                            "function": {"name": name, "arguments": arguments},
-                        }],
-                    },
-                    "finish_reason": "tool_calls",
-                }],
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
                 "usage": usage,
             })
             .to_string(),
@@ -113,25 +122,40 @@ fn openai_tool_call(reply: &MockReply, name: &str, arguments: &str) -> Rendered 
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
         }))
     };
-    let mut chunks = vec![
-        chunk(json!({"role": "assistant", "content": null}), Value::Null),
-        chunk(
-            json!({"tool_calls": [{
-                "index": 0,
-                "id": OPENAI_TOOL_CALL_ID,
-                "type": "function",
-                "function": {"name": name, "arguments": ""},
-            }]}),
-            Value::Null,
-        ),
-    ];
-    for piece in argument_pieces(arguments) {
-        chunks.push(chunk(
-            json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}),
-            Value::Null,
-        ));
+    let mut chunks = Vec::new();
+    match &reply.content {
+        ReplyContent::Text(text) => {
+            chunks.push(chunk(
+                json!({"role": "assistant", "content": ""}),
+                Value::Null,
+            ));
+            for piece in word_pieces(text) {
+                chunks.push(chunk(json!({"content": piece}), Value::Null));
+            }
+        }
+        ReplyContent::ToolCall { name, arguments } => {
+            chunks.push(chunk(
+                json!({"role": "assistant", "content": null}),
+                Value::Null,
+            ));
+            chunks.push(chunk(
+                json!({"tool_calls": [{
+                    "index": 0,
+                    "id": OPENAI_TOOL_CALL_ID,
+                    "type": "function",
+                    "function": {"name": name, "arguments": ""},
+                }]}),
+                Value::Null,
+            ));
+            for piece in argument_pieces(arguments) {
+                chunks.push(chunk(
+                    json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}),
+                    Value::Null,
+                ));
+            }
+        }
     }
-    chunks.push(chunk(json!({}), json!("tool_calls")));
+    chunks.push(chunk(json!({}), json!(finish)));
     if reply.include_usage {
         chunks.push(sse_data(&json!({
             "id": OPENAI_COMPLETION_ID,
@@ -156,6 +180,7 @@ fn anthropic(reply: &MockReply) -> Rendered {
         })
     };
     let stop_reason = match reply.content {
+        ReplyContent::Text(_) if reply.truncated => "max_tokens",
         ReplyContent::Text(_) => "end_turn",
         ReplyContent::ToolCall { .. } => "tool_use",
     };
@@ -244,7 +269,11 @@ fn gemini(reply: &MockReply, sse: bool) -> Rendered {
     let response = |parts: Value, finished: bool| {
         let mut candidate = json!({"content": {"parts": parts, "role": "model"}, "index": 0});
         let usage = if finished {
-            candidate["finishReason"] = json!("STOP");
+            candidate["finishReason"] = json!(if reply.truncated {
+                "MAX_TOKENS"
+            } else {
+                "STOP"
+            });
             json!({
                 "promptTokenCount": reply.input_tokens,
                 "candidatesTokenCount": reply.output_tokens,
@@ -309,7 +338,7 @@ fn ollama(reply: &MockReply) -> Rendered {
         });
         if done {
             let fields = json!({
-                "done_reason": "stop",
+                "done_reason": if reply.truncated { "length" } else { "stop" },
                 "total_duration": 1_000_000,
                 "load_duration": 1000,
                 "prompt_eval_count": reply.input_tokens,

@@ -11,6 +11,9 @@
 //! - a tool call instead, when the request declares tools, its last user text contains
 //!   `TOOL_TRIGGER` (any case) and no tool result follows that user message: the first
 //!   declared tool, with arguments `TOOL_ARGUMENTS`;
+//! - a text answer cut at the request's output limit when that limit is smaller than its word
+//!   count: the first `limit` words, finish reason "length" in the format's words, and exactly
+//!   `limit` output tokens (see `MockReply::truncated`);
 //! - usage: see `MockReply::input_tokens` and `MockReply::output_tokens`.
 
 use serde_json::Value;
@@ -244,6 +247,13 @@ pub struct MockReply {
     /// OpenAI streams end with a usage chunk only when `stream_options.include_usage` is true.
     pub include_usage: bool,
     pub content: ReplyContent,
+    /// The text answer was cut at the request's output limit (OpenAI `max_completion_tokens`
+    /// or `max_tokens`, Anthropic `max_tokens`, Gemini `generationConfig.maxOutputTokens`,
+    /// Ollama `options.num_predict`) because the limit was smaller than its word count: it is
+    /// the first `limit` words, the finish reason is OpenAI `length`, Anthropic `max_tokens`,
+    /// Gemini `MAX_TOKENS`, Ollama `length`, and `output_tokens` is `limit`. Tool calls are
+    /// never cut.
+    pub truncated: bool,
     /// `prompt_tokens`, Anthropic `input_tokens` (no cache tokens reported),
     /// `promptTokenCount`, `prompt_eval_count`: `input_tokens_for(segments)` over the request's
     /// text segments, one per message (plus one, first, for Anthropic `system` or Gemini
@@ -252,7 +262,7 @@ pub struct MockReply {
     pub input_tokens: u64,
     /// `completion_tokens`, `output_tokens`, `candidatesTokenCount`, `eval_count`:
     /// `estimate_tokens(text)` for a text answer, `estimate_tokens(name) +
-    /// estimate_tokens(arguments)` for a tool call.
+    /// estimate_tokens(arguments)` for a tool call, the limit for a truncated answer.
     pub output_tokens: u64,
 }
 
@@ -338,14 +348,29 @@ pub fn reply_for(
         }
         _ => ReplyContent::Text(answer_text(&conversation.last_user_text)),
     };
+    let limit = conversation
+        .max_tokens
+        .filter(|limit| *limit >= 1)
+        .and_then(|limit| usize::try_from(limit).ok());
+    let (content, truncated, output_tokens) = match (content, limit) {
+        (ReplyContent::Text(text), Some(limit)) if limit < text.split(' ').count() => {
+            let cut = text.split(' ').take(limit).collect::<Vec<_>>().join(" ");
+            (ReplyContent::Text(cut), true, limit as u64)
+        }
+        (content, _) => {
+            let output_tokens = output_tokens_for(&content);
+            (content, false, output_tokens)
+        }
+    };
     Ok(MockReply {
         format,
         model: conversation.model,
         stream: conversation.stream,
         include_usage: conversation.include_usage,
         input_tokens: input_tokens_for(&conversation.segments),
-        output_tokens: output_tokens_for(&content),
+        output_tokens,
         content,
+        truncated,
     })
 }
 
@@ -360,6 +385,8 @@ struct Conversation {
     last_user_text: String,
     tool_results_after_last_user: bool,
     first_tool: Option<String>,
+    /// The request's output token limit.
+    max_tokens: Option<u64>,
 }
 
 /// The `text` fields of a content array joined by a space, or the content itself when it is
@@ -411,6 +438,10 @@ fn read_openai(value: &Value, path: &str) -> Result<Conversation, String> {
             .and_then(Value::as_bool)
             == Some(true),
         first_tool: first_function_tool(value),
+        max_tokens: value
+            .get("max_completion_tokens")
+            .or_else(|| value.get("max_tokens"))
+            .and_then(Value::as_u64),
         ..Conversation::default()
     };
     let turns: Vec<(bool, bool, String)> = messages
@@ -436,10 +467,11 @@ fn first_function_tool(value: &Value) -> Option<String> {
 
 fn read_anthropic(value: &Value) -> Result<Conversation, String> {
     let messages = array(value, "messages").ok_or("messages: Field required")?;
-    if value.get("max_tokens").and_then(Value::as_u64).is_none() {
+    let Some(max_tokens) = value.get("max_tokens").and_then(Value::as_u64) else {
         return Err("max_tokens: Field required".to_owned());
-    }
+    };
     let mut conversation = Conversation {
+        max_tokens: Some(max_tokens),
         model: string_field(value, "model"),
         stream: value.get("stream").and_then(Value::as_bool) == Some(true),
         first_tool: value
@@ -483,6 +515,10 @@ fn read_gemini(value: &Value, path: &str) -> Result<Conversation, String> {
     let mut conversation = Conversation {
         model: gemini_model(path).unwrap_or_default().to_owned(),
         stream: path.ends_with(":streamGenerateContent"),
+        max_tokens: value
+            .pointer("/generationConfig/maxOutputTokens")
+            .or_else(|| value.pointer("/generation_config/max_output_tokens"))
+            .and_then(Value::as_u64),
         first_tool: declarations
             .and_then(|declarations| declarations[0].get("name"))
             .and_then(Value::as_str)
@@ -536,6 +572,9 @@ fn read_ollama(value: &Value) -> Result<Conversation, String> {
         // Ollama streams unless told not to.
         stream: value.get("stream").and_then(Value::as_bool) != Some(false),
         first_tool: first_function_tool(value),
+        max_tokens: value
+            .pointer("/options/num_predict")
+            .and_then(Value::as_u64),
         ..Conversation::default()
     };
     let turns: Vec<(bool, bool, String)> = messages
@@ -614,7 +653,7 @@ mod tests {
     fn anthropic_requires_max_tokens_and_counts_system() {
         let missing = br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
         assert!(reply_for(WireFormat::Anthropic, "/v1/messages", missing).is_err());
-        let body = br#"{"model":"m","max_tokens":5,"system":"be brief","messages":[{"role":"user","content":[{"type":"text","text":"hi there"}]}]}"#;
+        let body = br#"{"model":"m","max_tokens":64,"system":"be brief","messages":[{"role":"user","content":[{"type":"text","text":"hi there"}]}]}"#;
         let Ok(reply) = reply_for(WireFormat::Anthropic, "/v1/messages", body) else {
             panic!("reply")
         };
