@@ -149,6 +149,7 @@ fn reported(reply: &MockReply) -> Usage {
     Usage {
         input_tokens: reply.input_tokens,
         output_tokens: reply.output_tokens,
+        cached_tokens: reply.cached_tokens,
         ..Usage::default()
     }
 }
@@ -664,6 +665,80 @@ async fn answers_longer_than_the_limit_are_cut_with_a_length_finish() {
     let reply = last_reply(&upstream);
     assert!(!reply.truncated);
     assert_eq!(reply.text(), Some(answer_text(USER_TEXT).as_str()));
+}
+
+#[tokio::test]
+async fn cached_tokens_are_reported_in_each_providers_fields() {
+    let upstream = MockUpstream::start()
+        .await
+        .unwrap_or_else(|err| panic!("mock: {err}"));
+    upstream.report_cached_tokens(5);
+    for format in WireFormat::ALL {
+        for stream in [false, true] {
+            let response = call(
+                &upstream,
+                format,
+                stream,
+                &body(format, stream, USER_TEXT, false),
+            )
+            .await;
+            assert_eq!(
+                response.status,
+                StatusCode::OK,
+                "{format:?}: {}",
+                response.text()
+            );
+            let reply = last_reply(&upstream);
+            let expected_cached = if format == WireFormat::Ollama { 0 } else { 5 };
+            assert_eq!(reply.cached_tokens, expected_cached, "{format:?}");
+            assert_eq!(reply.input_tokens, expected_input_tokens(USER_TEXT));
+            let usage = if stream {
+                decode_stream(format, &response.body).usage
+            } else {
+                flowgate_translate::decode_response(kind(format), &response.body)
+                    .unwrap_or_else(|err| panic!("{format:?}: {err}"))
+                    .usage
+            };
+            assert_eq!(usage, Some(reported(&reply)), "{format:?} stream={stream}");
+            if !stream {
+                let value = response.json();
+                match format {
+                    WireFormat::OpenAi | WireFormat::AzureOpenAi => {
+                        assert_eq!(value["usage"]["prompt_tokens_details"]["cached_tokens"], 5);
+                        assert_eq!(value["usage"]["prompt_tokens"], reply.input_tokens);
+                    }
+                    WireFormat::Anthropic => {
+                        assert_eq!(value["usage"]["cache_read_input_tokens"], 5);
+                        assert_eq!(value["usage"]["input_tokens"], reply.input_tokens - 5);
+                    }
+                    WireFormat::Gemini => {
+                        assert_eq!(value["usageMetadata"]["cachedContentTokenCount"], 5);
+                        assert_eq!(
+                            value["usageMetadata"]["promptTokenCount"],
+                            reply.input_tokens
+                        );
+                    }
+                    WireFormat::Ollama => assert!(value.get("prompt_eval_cached_count").is_none()),
+                }
+            }
+        }
+    }
+    upstream.report_cached_tokens(0);
+    call(
+        &upstream,
+        WireFormat::Anthropic,
+        false,
+        &body(WireFormat::Anthropic, false, USER_TEXT, false),
+    )
+    .await;
+    assert_eq!(last_reply(&upstream).cached_tokens, 0);
+    // Earlier requests keep the figure they were answered with.
+    assert_eq!(
+        upstream.requests()[0]
+            .reply()
+            .map(|reply| reply.cached_tokens),
+        Some(5)
+    );
 }
 
 #[tokio::test]

@@ -21,7 +21,7 @@ use http::{HeaderMap, StatusCode};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -97,6 +97,8 @@ pub struct RecordedRequest {
     pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// `MockUpstream::report_cached_tokens` when the request arrived.
+    cached_tokens: u64,
 }
 
 impl RecordedRequest {
@@ -134,7 +136,9 @@ impl RecordedRequest {
     /// answered) to this chat request: text or tool call, and the usage it reported. `None`
     /// for embeddings and for bodies the mock refused with a 400.
     pub fn reply(&self) -> Option<MockReply> {
-        wire::reply_for(self.format()?, &self.path, &self.body).ok()
+        wire::reply_for(self.format()?, &self.path, &self.body)
+            .ok()
+            .map(|reply| reply.with_cached_tokens(self.cached_tokens))
     }
 }
 
@@ -144,6 +148,7 @@ struct Shared {
     requests: Mutex<Vec<RecordedRequest>>,
     abandoned_streams: AtomicUsize,
     completed_streams: AtomicUsize,
+    cached_tokens: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -209,6 +214,12 @@ impl MockUpstream {
             .unwrap_or_default()
     }
 
+    /// Makes later answers report `tokens` of their prompt as served from the provider's
+    /// cache (`MockReply::cached_tokens`); 0 (the default) reports none.
+    pub fn report_cached_tokens(&self, tokens: u64) {
+        self.shared.cached_tokens.store(tokens, Ordering::SeqCst);
+    }
+
     /// The last request received.
     pub fn last_request(&self) -> Option<RecordedRequest> {
         self.shared
@@ -262,11 +273,13 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         || parts.uri.path().to_owned(),
         |value| value.as_str().to_owned(),
     );
+    let cached_tokens = shared.cached_tokens.load(Ordering::SeqCst);
     if let Ok(mut requests) = shared.requests.lock() {
         requests.push(RecordedRequest {
             path: path.clone(),
             headers: parts.headers.clone(),
             body: body.clone(),
+            cached_tokens,
         });
     }
     let behaviour = shared
@@ -292,7 +305,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
                     .unwrap_or_default();
                 mock::embeddings(&body, &model).map(Rendered::Json)
             }
-            Endpoint::Chat => render::chat(format, &path, &body),
+            Endpoint::Chat => render::chat(format, &path, &body, cached_tokens),
         }
     };
     let reply = Reply {

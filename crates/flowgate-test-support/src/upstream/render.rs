@@ -23,15 +23,18 @@ pub(crate) enum Rendered {
 }
 
 /// Renders the answer to a chat request; `Err` is the message of a 400.
+/// Renders the answer to a chat request, with `cached_tokens` of its prompt reported as
+/// cached; `Err` is the message of a 400.
 pub(crate) fn chat(
     format: WireFormat,
     path_and_query: &str,
     body: &[u8],
+    cached_tokens: u64,
 ) -> Result<Rendered, String> {
-    let reply = reply_for(format, path_and_query, body)?;
+    let reply = reply_for(format, path_and_query, body)?.with_cached_tokens(cached_tokens);
     Ok(match format {
         WireFormat::OpenAi | WireFormat::AzureOpenAi => match &reply.content {
-            ReplyContent::Text(_) if !reply.truncated => {
+            ReplyContent::Text(_) if !reply.truncated && reply.cached_tokens == 0 => {
                 match mock::chat(body, &reply.model, "req_upstream")? {
                     MockAnswer::Json(json) => Rendered::Json(json),
                     MockAnswer::Stream(chunks) => Rendered::Stream(chunks),
@@ -76,13 +79,17 @@ fn sse_data(value: &Value) -> Bytes {
     Bytes::from(format!("data: {value}\n\n"))
 }
 
-/// OpenAI answers other than the built-in provider's: tool calls and truncated text.
+/// OpenAI answers other than the built-in provider's: tool calls, truncated text, and
+/// answers reporting cached tokens.
 fn openai(reply: &MockReply) -> Rendered {
-    let usage = json!({
+    let mut usage = json!({
         "prompt_tokens": reply.input_tokens,
         "completion_tokens": reply.output_tokens,
         "total_tokens": reply.total_tokens(),
     });
+    if reply.cached_tokens > 0 {
+        usage["prompt_tokens_details"] = json!({"cached_tokens": reply.cached_tokens});
+    }
     let finish = match reply.content {
         ReplyContent::ToolCall { .. } => "tool_calls",
         ReplyContent::Text(_) if reply.truncated => "length",
@@ -173,9 +180,9 @@ fn openai(reply: &MockReply) -> Rendered {
 fn anthropic(reply: &MockReply) -> Rendered {
     let usage = |output_tokens: u64| {
         json!({
-            "input_tokens": reply.input_tokens,
+            "input_tokens": reply.input_tokens - reply.cached_tokens,
             "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
+            "cache_read_input_tokens": reply.cached_tokens,
             "output_tokens": output_tokens,
         })
     };
@@ -285,6 +292,10 @@ fn gemini(reply: &MockReply, sse: bool) -> Rendered {
                 "totalTokenCount": reply.input_tokens,
             })
         };
+        let mut usage = usage;
+        if reply.cached_tokens > 0 {
+            usage["cachedContentTokenCount"] = json!(reply.cached_tokens);
+        }
         json!({
             "candidates": [candidate],
             "usageMetadata": usage,

@@ -264,11 +264,28 @@ pub struct MockReply {
     /// `estimate_tokens(text)` for a text answer, `estimate_tokens(name) +
     /// estimate_tokens(arguments)` for a tool call, the limit for a truncated answer.
     pub output_tokens: u64,
+    /// Prompt tokens reported as served from the provider's cache, a part of `input_tokens`:
+    /// 0 unless set with `MockUpstream::report_cached_tokens` (capped at `input_tokens`).
+    /// OpenAI `usage.prompt_tokens_details.cached_tokens`; Anthropic
+    /// `cache_read_input_tokens` (its `input_tokens` is then `input_tokens - cached_tokens`,
+    /// the uncached part); Gemini `cachedContentTokenCount`; Ollama reports no cache figures
+    /// (always 0 there).
+    pub cached_tokens: u64,
 }
 
 impl MockReply {
     pub fn total_tokens(&self) -> u64 {
         self.input_tokens + self.output_tokens
+    }
+
+    /// This reply with `tokens` of its prompt reported as cached (capped at `input_tokens`;
+    /// ignored for Ollama, which reports no cache figures).
+    pub fn with_cached_tokens(mut self, tokens: u64) -> Self {
+        self.cached_tokens = match self.format {
+            WireFormat::Ollama => 0,
+            _ => tokens.min(self.input_tokens),
+        };
+        self
     }
 
     /// The answer text, when the reply is text.
@@ -371,6 +388,7 @@ pub fn reply_for(
         output_tokens,
         content,
         truncated,
+        cached_tokens: 0,
     })
 }
 
