@@ -80,3 +80,23 @@ def test_unknown_model_is_not_found(gateway):
     with pytest.raises(openai.NotFoundError) as caught:
         client(gateway).chat.completions.create(model="gpt-9", messages=[{"role": "user", "content": "hi"}])
     assert caught.value.code == "model_not_found"
+
+
+def test_tool_calls_pass_through(gateway):
+    completion = client(gateway).chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+        tools=[
+            {
+                "type": "function",
+                "function": {
+                    "name": "get_weather",
+                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+                },
+            }
+        ],
+    )
+    call = completion.choices[0].message.tool_calls[0]
+    assert completion.choices[0].finish_reason == "tool_calls"
+    assert call.function.name == "get_weather"
+    assert call.function.arguments == '{"city":"Paris"}'

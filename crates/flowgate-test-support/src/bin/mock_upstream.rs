@@ -1,7 +1,9 @@
-//! `flowgate-mock-upstream`: a fast OpenAI-compatible upstream for benchmarks. Answers
-//! `/v1/chat/completions` with a fixed completion (or an SSE stream when the body asks for
-//! `"stream": true`) and `/v1/embeddings` with a fixed vector, with no per-request parsing
-//! beyond spotting the stream flag, so the measured cost is the gateway's.
+//! `flowgate-mock-upstream`: a fast OpenAI-compatible upstream for benchmarks and the SDK
+//! tests. Answers `/v1/chat/completions` with a fixed completion (or an SSE stream when the
+//! body asks for `"stream": true`; a `get_weather` tool call, whole or streamed with its
+//! arguments split across chunks, when the body declares `"tools"`) and `/v1/embeddings` with
+//! a fixed vector, with no per-request parsing beyond spotting those flags, so the measured
+//! cost is the gateway's.
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -38,6 +40,24 @@ fn stream_body() -> Bytes {
     Bytes::from(text)
 }
 
+const TOOL_CALL: &str = r#"{"id":"chatcmpl-tool","object":"chat.completion","created":1700000000,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_weather_1","type":"function","function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":30,"completion_tokens":12,"total_tokens":42}}"#;
+
+fn tool_stream_body() -> Bytes {
+    let head = "data: {\"id\":\"chatcmpl-tool\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,";
+    let mut text = String::new();
+    text.push_str(head);
+    text.push_str("\"delta\":{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"index\":0,\"id\":\"call_weather_1\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"\"}}]},\"finish_reason\":null}]}\n\n");
+    for piece in ["{\\\"city\\\":", "\\\"Paris\\\"}"] {
+        text.push_str(head);
+        text.push_str(&format!("\"delta\":{{\"tool_calls\":[{{\"index\":0,\"function\":{{\"arguments\":\"{piece}\"}}}}]}},\"finish_reason\":null}}]}}\n\n"));
+    }
+    text.push_str(head);
+    text.push_str("\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n");
+    text.push_str("data: {\"id\":\"chatcmpl-tool\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"gpt-4o-mini\",\"choices\":[],\"usage\":{\"prompt_tokens\":30,\"completion_tokens\":12,\"total_tokens\":42}}\n\n");
+    text.push_str("data: [DONE]\n\n");
+    Bytes::from(text)
+}
+
 async fn chat(request: Request) -> Response {
     let body = request
         .into_body()
@@ -46,13 +66,15 @@ async fn chat(request: Request) -> Response {
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     let streaming = contains(&body, b"\"stream\":true") || contains(&body, b"\"stream\": true");
-    let (content_type, payload) = if streaming {
-        ("text/event-stream", stream_body())
-    } else {
-        (
+    let tools = contains(&body, b"\"tools\"");
+    let (content_type, payload) = match (streaming, tools) {
+        (true, false) => ("text/event-stream", stream_body()),
+        (true, true) => ("text/event-stream", tool_stream_body()),
+        (false, false) => (
             "application/json",
             Bytes::from_static(COMPLETION.as_bytes()),
-        )
+        ),
+        (false, true) => ("application/json", Bytes::from_static(TOOL_CALL.as_bytes())),
     };
     let mut response = Response::new(Body::from(payload));
     response
