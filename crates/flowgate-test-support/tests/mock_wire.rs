@@ -11,7 +11,8 @@ use flowgate_test_support::upstream::wire::{
 };
 use flowgate_test_support::upstream::{MID_STREAM_ERROR_MESSAGE, error_message};
 use flowgate_test_support::{
-    Behaviour, MockReply, MockUpstream, ReplyContent, TestClient, TestResponse, WireFormat,
+    Behaviour, MockReply, MockUpstream, ReplyContent, TestClient, TestGateway, TestResponse,
+    WireFormat,
 };
 use flowgate_translate::ir::{FinishReason, Part};
 use flowgate_translate::stream::StreamDecoder;
@@ -1040,4 +1041,65 @@ async fn broken_streams_in_every_format() {
     // Stalled streams were abandoned by the client (dropped bodies), and counted.
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(upstream.abandoned_streams() >= WireFormat::ALL.len());
+}
+
+#[tokio::test]
+async fn a_gateway_configured_with_provider_toml_reaches_every_format() {
+    let upstream = MockUpstream::start()
+        .await
+        .unwrap_or_else(|err| panic!("mock: {err}"));
+    let mut config = String::new();
+    for (index, format) in WireFormat::ALL.into_iter().enumerate() {
+        config.push_str(&upstream.provider_toml(format, &format!("p{index}")));
+        config.push_str(&format!(
+            "\n[[models]]\nname = \"m{index}\"\nroutes = [ {{ provider = \"p{index}\", model = \"{}\" }} ]\n\n",
+            model(format)
+        ));
+    }
+    let gateway = TestGateway::spawn(&config, &[])
+        .await
+        .unwrap_or_else(|err| panic!("gateway: {err:#}\n{config}"));
+    let client = TestClient::new();
+    for (index, format) in WireFormat::ALL.into_iter().enumerate() {
+        let response = client
+            .post_json(
+                &gateway.url("/v1/chat/completions"),
+                &gateway.tenant_key,
+                &json!({"model": format!("m{index}"), "messages": [
+                    {"role": "system", "content": SYSTEM},
+                    {"role": "user", "content": USER_TEXT},
+                ]}),
+            )
+            .await;
+        assert_eq!(
+            response.status,
+            StatusCode::OK,
+            "{format:?}: {}",
+            response.text()
+        );
+        let seen = upstream
+            .last_request()
+            .unwrap_or_else(|| panic!("{format:?}: the upstream saw nothing"));
+        assert_eq!(seen.format(), Some(format));
+        let reply = last_reply(&upstream);
+        assert_eq!(reply.model, model(format));
+        let body = response.json();
+        assert_eq!(
+            body["choices"][0]["message"]["content"],
+            answer_text(USER_TEXT)
+        );
+        assert_eq!(
+            body["usage"]["prompt_tokens"], reply.input_tokens,
+            "{format:?}"
+        );
+        assert_eq!(
+            body["usage"]["completion_tokens"], reply.output_tokens,
+            "{format:?}"
+        );
+    }
+    let recorded = upstream.requests();
+    assert_eq!(
+        recorded[1].query_param("api-version"),
+        Some(wire::AZURE_API_VERSION)
+    );
 }

@@ -199,6 +199,24 @@ impl MockUpstream {
         format!("http://{}{}", self.addr, format.base_path())
     }
 
+    /// A `[[providers]]` section of the gateway configuration named `name` that calls this
+    /// mock in `format` (`kind`, `base_url_for(format)`, and for Azure `api_version =
+    /// AZURE_API_VERSION`), with the test harness's timeouts (first byte 2 s, idle 1 s,
+    /// total 10 s) and no retries.
+    pub fn provider_toml(&self, format: WireFormat, name: &str) -> String {
+        let api_version = match format {
+            WireFormat::AzureOpenAi => format!("api_version = \"{}\"\n", wire::AZURE_API_VERSION),
+            _ => String::new(),
+        };
+        format!(
+            "[[providers]]\nname = \"{name}\"\nkind = \"{kind}\"\nbase_url = \"{base_url}\"\n\
+             {api_version}first_byte_timeout_ms = 2000\nidle_timeout_ms = 1000\n\
+             total_timeout_ms = 10000\nmax_retries = 0\n",
+            kind = format.config_kind(),
+            base_url = self.base_url_for(format),
+        )
+    }
+
     /// Scripts the next answer (answers are consumed in order).
     pub fn push(&self, behaviour: Behaviour) {
         if let Ok(mut script) = self.shared.script.lock() {

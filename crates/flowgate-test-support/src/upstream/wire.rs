@@ -34,6 +34,8 @@ pub const ANTHROPIC_MESSAGE_ID: &str = "msg_mock_upstream";
 pub const ANTHROPIC_TOOL_USE_ID: &str = "toolu_mock_0";
 /// Gemini `responseId`. Gemini function calls carry no id.
 pub const GEMINI_RESPONSE_ID: &str = "resp_mock_upstream";
+/// The `api_version` `MockUpstream::provider_toml` gives Azure OpenAI providers.
+pub const AZURE_API_VERSION: &str = "2024-10-21";
 /// Ollama `created_at`. Ollama answers and tool calls carry no id.
 pub const OLLAMA_CREATED_AT: &str = "2026-01-01T00:00:00Z";
 
