@@ -1,11 +1,11 @@
-//! The conformance suite: one behavioural test of the `Store` contract, run against every
-//! implementation (SQLite always; PostgreSQL in its own schema). Lives in the library so any
-//! future backend's tests call the same function.
+//! The conformance suite: one behavioural test of the `Store` contract (tenant rules
+//! included), run against every implementation (SQLite always; PostgreSQL in its own schema).
+//! Lives in the library so any future backend's tests call the same function.
 
 use crate::{
     AttemptOutcome, AuditEntry, AuditFilter, AuditStore, AuditWrite, DeliveryStatus, NewDelivery,
-    NewKey, NewTenant, OriginLog, Store, StoreError, StoredCheckpoint, TenantPatch, Webhook,
-    WebhookStore,
+    NewKey, NewTenant, OriginLog, Store, StoreError, StoredCheckpoint, StoredRule, TenantPatch,
+    Webhook, WebhookStore,
 };
 use flowgate_audit::appender::LogAppender;
 use flowgate_audit::checkpoint::CheckpointPolicy;
@@ -206,12 +206,177 @@ pub async fn run_all(store: &dyn Store) {
         .unwrap_or_else(|err| panic!("snapshot: {err}"));
     assert!(snapshot.tenants.is_empty() && snapshot.keys.is_empty());
 
+    run_rules(store, &hasher).await;
+
     if let Some(audit) = store.audit_store() {
         run_audit(audit).await;
     }
     if let Some(webhooks) = store.webhook_store() {
         run_webhooks(webhooks.as_ref()).await;
     }
+}
+
+fn stored_rule(tenant: &TenantId, rule_id: &str, json: &str, now: i64) -> StoredRule {
+    StoredRule {
+        tenant_id: tenant.clone(),
+        rule_id: rule_id.to_owned(),
+        rule: json.to_owned(),
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// The tenant-rules contract: rules are kept per tenant (the same rule id may exist in two
+/// tenants), listed in creation order, refused when the id repeats within a tenant or the
+/// tenant is missing, replaced and deleted by (tenant, id); every mutation bumps the change
+/// counter; the snapshot carries them; deleting the tenant deletes its rules.
+async fn run_rules(store: &dyn Store, hasher: &KeyHasher) {
+    let version = || async {
+        store
+            .change_version()
+            .await
+            .unwrap_or_else(|err| panic!("version: {err}"))
+    };
+    let mut tenants = Vec::new();
+    for name in ["rules-a", "rules-b"] {
+        let tenant = new_tenant(name, 5_000);
+        let (_, key) = new_key(&tenant.id, hasher, 5_000);
+        store
+            .create_tenant(&tenant, &key)
+            .await
+            .unwrap_or_else(|err| panic!("create tenant {name}: {err}"));
+        tenants.push(tenant.id);
+    }
+    let (a, b) = (&tenants[0], &tenants[1]);
+    let falcon = r#"{"id":"falcon","match":{"keywords":["falcon"]},"action":"block"}"#;
+    let tickets = r#"{"id":"tickets","match":{"regex":"T-[0-9]+"},"action":"redact"}"#;
+
+    let before = version().await;
+    store
+        .create_rule(&stored_rule(a, "tickets", tickets, 5_001))
+        .await
+        .unwrap_or_else(|err| panic!("create rule: {err}"));
+    store
+        .create_rule(&stored_rule(a, "falcon", falcon, 5_002))
+        .await
+        .unwrap_or_else(|err| panic!("create rule: {err}"));
+    store
+        .create_rule(&stored_rule(b, "falcon", falcon, 5_003))
+        .await
+        .unwrap_or_else(|err| panic!("the same id in another tenant: {err}"));
+    assert!(
+        version().await > before,
+        "creating a rule bumps the version"
+    );
+
+    match store
+        .create_rule(&stored_rule(a, "falcon", tickets, 5_004))
+        .await
+    {
+        Err(StoreError::Conflict {
+            entity: "rule",
+            value,
+        }) => assert_eq!(value, "falcon"),
+        other => panic!("a repeated rule id must conflict, got {other:?}"),
+    }
+    assert!(
+        store
+            .create_rule(&stored_rule(&TenantId::generate(), "x", falcon, 5_004))
+            .await
+            .is_err(),
+        "a rule of a missing tenant is refused"
+    );
+
+    let listed = store
+        .list_rules(a)
+        .await
+        .unwrap_or_else(|err| panic!("list rules: {err}"));
+    let ids: Vec<&str> = listed.iter().map(|rule| rule.rule_id.as_str()).collect();
+    assert_eq!(ids, ["tickets", "falcon"], "creation order");
+    assert_eq!(listed[0].rule, tickets, "the JSON comes back as written");
+    assert_eq!(listed[0].created_at, 5_001);
+    assert_eq!(
+        store.list_rules(b).await.map(|rules| rules.len()).ok(),
+        Some(1)
+    );
+    assert_eq!(
+        store
+            .get_rule(a, "falcon")
+            .await
+            .unwrap_or_else(|err| panic!("get rule: {err}")),
+        Some(stored_rule(a, "falcon", falcon, 5_002))
+    );
+    assert_eq!(store.get_rule(a, "nope").await.ok().flatten(), None);
+
+    // Replace changes one tenant's rule only, and keeps its creation time.
+    let before = version().await;
+    let replaced = store
+        .replace_rule(a, "falcon", tickets, 6_000)
+        .await
+        .unwrap_or_else(|err| panic!("replace rule: {err}"))
+        .unwrap_or_else(|| panic!("replace: rule vanished"));
+    assert_eq!(replaced.rule, tickets);
+    assert_eq!((replaced.created_at, replaced.updated_at), (5_002, 6_000));
+    assert!(
+        version().await > before,
+        "replacing a rule bumps the version"
+    );
+    assert_eq!(
+        store
+            .get_rule(b, "falcon")
+            .await
+            .ok()
+            .flatten()
+            .map(|rule| rule.rule),
+        Some(falcon.to_owned())
+    );
+    assert!(
+        store
+            .replace_rule(a, "nope", falcon, 6_000)
+            .await
+            .ok()
+            .flatten()
+            .is_none(),
+        "replacing a missing rule returns None"
+    );
+
+    // The snapshot carries every tenant's rules at the same version.
+    let snapshot = store
+        .load_snapshot()
+        .await
+        .unwrap_or_else(|err| panic!("snapshot: {err}"));
+    assert_eq!(snapshot.rules.len(), 3);
+    assert_eq!(
+        snapshot
+            .rules
+            .iter()
+            .filter(|rule| &rule.tenant_id == a)
+            .count(),
+        2
+    );
+    assert_eq!(snapshot.version, version().await);
+
+    let before = version().await;
+    assert!(store.delete_rule(a, "tickets").await.unwrap_or(false));
+    assert!(!store.delete_rule(a, "tickets").await.unwrap_or(true));
+    assert!(
+        version().await > before,
+        "deleting a rule bumps the version"
+    );
+    assert_eq!(
+        store.list_rules(a).await.map(|rules| rules.len()).ok(),
+        Some(1)
+    );
+
+    // Deleting a tenant deletes its rules.
+    for tenant in &tenants {
+        assert!(store.delete_tenant(tenant).await.unwrap_or(false));
+    }
+    let snapshot = store
+        .load_snapshot()
+        .await
+        .unwrap_or_else(|err| panic!("snapshot: {err}"));
+    assert!(snapshot.rules.is_empty(), "rules go with their tenant");
 }
 
 fn new_delivery(id: &str, webhook_id: &str, due: i64) -> NewDelivery {

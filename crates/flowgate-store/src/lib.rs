@@ -1,5 +1,5 @@
-//! Persistent state behind one interface, `Store`: tenants, API keys (digests only) and the
-//! change counter replicas poll to refresh their in-memory caches. `SqlStore` implements it
+//! Persistent state behind one interface, `Store`: tenants, API keys (digests only), tenants'
+//! own policy rules (JSON, `rules`) and the change counter replicas poll to refresh their in-memory caches. `SqlStore` implements it
 //! for SQLite (the embedded default, WAL) and PostgreSQL with the same SQL text through
 //! sqlx's `Any` driver; only the DDL differs, in `migrations/<backend>/`. The request path
 //! never calls a `Store`: the gateway loads a snapshot and serves from memory.
@@ -13,6 +13,7 @@ pub mod audit;
 pub mod conformance;
 mod migrate;
 mod model;
+mod rules;
 mod sql;
 pub mod webhook;
 
@@ -22,6 +23,7 @@ pub use audit::{
 };
 pub use migrate::MigrationReport;
 pub use model::{KeyRecord, NewKey, NewTenant, StoreSnapshot, Tenant, TenantPatch};
+pub use rules::StoredRule;
 pub use sql::{SqlStore, StoreOptions};
 pub use webhook::{AttemptOutcome, Delivery, DeliveryStatus, NewDelivery, Webhook, WebhookStore};
 
@@ -82,7 +84,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         patch: &TenantPatch,
         now: i64,
     ) -> Result<Option<Tenant>, StoreError>;
-    /// Deletes the tenant and its keys; false when it did not exist.
+    /// Deletes the tenant, its keys and its rules; false when it did not exist.
     async fn delete_tenant(&self, id: &TenantId) -> Result<bool, StoreError>;
 
     async fn create_key(&self, key: &NewKey) -> Result<KeyRecord, StoreError>;
@@ -102,6 +104,26 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         keep: &KeyId,
         expires_at: i64,
     ) -> Result<u64, StoreError>;
+
+    /// A tenant's own policy rules, oldest first.
+    async fn list_rules(&self, tenant: &TenantId) -> Result<Vec<StoredRule>, StoreError>;
+    async fn get_rule(
+        &self,
+        tenant: &TenantId,
+        rule_id: &str,
+    ) -> Result<Option<StoredRule>, StoreError>;
+    /// Adds a rule; `Conflict { entity: "rule" }` when the tenant already has that rule id.
+    async fn create_rule(&self, rule: &StoredRule) -> Result<(), StoreError>;
+    /// Replaces a rule's JSON; `None` when the tenant has no rule with that id.
+    async fn replace_rule(
+        &self,
+        tenant: &TenantId,
+        rule_id: &str,
+        rule: &str,
+        now: i64,
+    ) -> Result<Option<StoredRule>, StoreError>;
+    /// Deletes a rule; false when it did not exist.
+    async fn delete_rule(&self, tenant: &TenantId, rule_id: &str) -> Result<bool, StoreError>;
 
     /// The change counter (monotonic; bumped by every mutation).
     async fn change_version(&self) -> Result<i64, StoreError>;

@@ -29,6 +29,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "webhooks",
         sql: include_str!("../migrations/sqlite/0003_webhooks.sql"),
     },
+    Migration {
+        version: 4,
+        name: "tenant_rules",
+        sql: include_str!("../migrations/sqlite/0004_tenant_rules.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -46,6 +51,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 3,
         name: "webhooks",
         sql: include_str!("../migrations/postgres/0003_webhooks.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "tenant_rules",
+        sql: include_str!("../migrations/postgres/0004_tenant_rules.sql"),
     },
 ];
 

@@ -92,4 +92,6 @@ pub struct StoreSnapshot {
     pub version: i64,
     pub tenants: Vec<Tenant>,
     pub keys: Vec<KeyRecord>,
+    /// Every tenant's own policy rules, by tenant then creation order.
+    pub rules: Vec<crate::StoredRule>,
 }

@@ -6,7 +6,7 @@
 
 use crate::migrate::{self, MigrationReport};
 use crate::model::*;
-use crate::{Store, StoreError};
+use crate::{Store, StoreError, StoredRule};
 use async_trait::async_trait;
 use flowgate_types::{KeyDigest, KeyId, TenantId};
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -332,6 +332,11 @@ impl Store for SqlStore {
             .execute(&mut *transaction)
             .await
             .map_err(&error)?;
+        sqlx::query("DELETE FROM tenant_rules WHERE tenant_id = $1")
+            .bind(id.as_str())
+            .execute(&mut *transaction)
+            .await
+            .map_err(&error)?;
         let deleted = sqlx::query("DELETE FROM tenants WHERE id = $1")
             .bind(id.as_str())
             .execute(&mut *transaction)
@@ -422,6 +427,36 @@ impl Store for SqlStore {
         Ok(changed)
     }
 
+    async fn list_rules(&self, tenant: &TenantId) -> Result<Vec<StoredRule>, StoreError> {
+        crate::rules::list(&self.pool, tenant).await
+    }
+
+    async fn get_rule(
+        &self,
+        tenant: &TenantId,
+        rule_id: &str,
+    ) -> Result<Option<StoredRule>, StoreError> {
+        crate::rules::get(&self.pool, tenant, rule_id).await
+    }
+
+    async fn create_rule(&self, rule: &StoredRule) -> Result<(), StoreError> {
+        crate::rules::create(&self.pool, rule).await
+    }
+
+    async fn replace_rule(
+        &self,
+        tenant: &TenantId,
+        rule_id: &str,
+        rule: &str,
+        now: i64,
+    ) -> Result<Option<StoredRule>, StoreError> {
+        crate::rules::replace(&self.pool, tenant, rule_id, rule, now).await
+    }
+
+    async fn delete_rule(&self, tenant: &TenantId, rule_id: &str) -> Result<bool, StoreError> {
+        crate::rules::delete(&self.pool, tenant, rule_id).await
+    }
+
     async fn change_version(&self) -> Result<i64, StoreError> {
         sqlx::query("SELECT version FROM flowgate_state WHERE id = 1")
             .fetch_one(&self.pool)
@@ -460,18 +495,20 @@ impl Store for SqlStore {
             .iter()
             .map(key_from_row)
             .collect::<Result<Vec<_>, _>>()?;
+        let rules = crate::rules::all_in(&mut transaction).await?;
         transaction.commit().await.map_err(&error)?;
         Ok(StoreSnapshot {
             version,
             tenants,
             keys,
+            rules,
         })
     }
 }
 
 /// Ends a mutating transaction: bumps the change counter that replicas poll, then commits, so
 /// no change is ever visible without its version bump.
-async fn commit_change(
+pub(crate) async fn commit_change(
     mut transaction: sqlx::Transaction<'_, sqlx::Any>,
     error: &impl Fn(sqlx::Error) -> StoreError,
 ) -> Result<(), StoreError> {
