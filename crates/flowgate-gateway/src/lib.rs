@@ -1,6 +1,7 @@
 //! The gateway: the data plane (`proxy`), the admin API (`admin`), the shared state and its
 //! in-memory snapshot (`state`), error mapping (`error`) and the composition root that binds
-//! listeners and shuts down gracefully (`server`). Only this crate knows axum.
+//! listeners and shuts down gracefully (`server`), and webhooks (`webhooks`: event queue,
+//! durable outbox, signed delivery). Only this crate knows axum.
 
 pub mod admin;
 pub mod audit;
@@ -10,6 +11,7 @@ pub mod proxy;
 pub mod server;
 pub mod state;
 pub mod tenants;
+pub mod webhooks;
 
 pub use server::{Gateway, Secrets};
 pub use state::{AppState, StartError};

@@ -1,5 +1,6 @@
 //! Composition root: builds `AppState`, binds the public and internal listeners (TCP_NODELAY
-//! on every accepted connection), runs the store-refresh task, and shuts down gracefully:
+//! on every accepted connection), runs the store-refresh task and the webhook outbox writer
+//! and delivery worker, and shuts down gracefully:
 //! stop accepting, let in-flight requests finish until the grace deadline, then cut them.
 //! Every task spawned here is tracked and awaited by `Gateway::shutdown`.
 
@@ -141,6 +142,7 @@ impl Gateway {
                 }
             }
         });
+        state.webhooks().start(&tasks, &shutdown).await;
         tasks.close();
         tracing::info!(public = %public_addr, internal = %internal_addr, "flowgate listening");
         Ok(Self {

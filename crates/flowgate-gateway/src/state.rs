@@ -309,6 +309,8 @@ struct Inner {
     reload: Mutex<()>,
     /// This node's audit writer.
     audit: crate::audit::AuditLog,
+    /// Webhook event queue, outbox writer and delivery worker (`crate::webhooks`).
+    webhooks: crate::webhooks::Webhooks,
     policies: Policies,
     content_key: ContentMasterKey,
 }
@@ -336,6 +338,15 @@ impl AppState {
         )
         .await
         .map_err(StartError::Audit)?;
+        let webhook_store = store
+            .webhook_store()
+            .ok_or_else(|| StartError::Webhooks("the store keeps no webhooks".to_owned()))?;
+        let webhooks = crate::webhooks::Webhooks::new(
+            webhook_store,
+            crate::webhooks::WebhookSettings::from_config(&config),
+            master_key,
+        )
+        .map_err(|err| StartError::Webhooks(err.to_string()))?;
         let limiter = build_limiter(&config).await?;
         let policies =
             Policies::compile(&config.rules).map_err(|err| StartError::Policy(err.to_string()))?;
@@ -359,6 +370,7 @@ impl AppState {
                 limiter,
                 reload: Mutex::new(()),
                 audit,
+                webhooks,
                 policies,
                 content_key,
             }),
@@ -381,6 +393,11 @@ impl AppState {
     /// This node's audit writer (`submit` records from the request path).
     pub fn audit(&self) -> &crate::audit::AuditLog {
         &self.inner.audit
+    }
+
+    /// This node's webhooks: `webhooks().emit(Event::…)` from any path (never blocks).
+    pub fn webhooks(&self) -> &crate::webhooks::Webhooks {
+        &self.inner.webhooks
     }
 
     pub fn routes(&self) -> &RouteTable {
@@ -461,6 +478,8 @@ pub enum StartError {
     Store(StoreError),
     #[error(transparent)]
     Audit(crate::audit::AuditStartError),
+    #[error("webhook setup failed: {0}")]
+    Webhooks(String),
     #[error("cannot bind {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,

@@ -1,10 +1,11 @@
-//! The admin API (tenants and keys today; rules, audit and webhooks as their issues land) and
+//! The admin API (tenants and keys, audit, webhooks; rules as their issue lands) and
 //! the health routes. Admin routes take the admin key, or a tenant key for that tenant's own
 //! data. Errors use the OpenAI error shape with codes from `ApiError`.
 
 mod audit;
 mod health;
 mod tenants;
+mod webhooks;
 
 use crate::error::ApiError;
 use crate::proxy::auth::{AdminCaller, authenticate_admin};
@@ -23,7 +24,9 @@ use serde::de::DeserializeOwned;
 pub use health::router as health_router;
 
 pub fn router() -> Router<AppState> {
-    tenants::router().merge(audit::router())
+    tenants::router()
+        .merge(audit::router())
+        .merge(webhooks::router())
 }
 
 /// Adds `x-request-id` to admin and health answers (the data plane stamps its own).

@@ -1,11 +1,12 @@
 //! `/v1/tenants` and `/v1/tenants/{id}/keys`: create (the key is shown once), list, show,
-//! patch, delete, add key, rotate keys, revoke a key. Every change reloads this node's
+//! patch, delete, add key, rotate keys (emitting `key.rotated`), revoke a key. Every change reloads this node's
 //! snapshot before answering, so the next request already sees it.
 
 use super::{json_response, parse_json, read_admin_body, require_admin, require_admin_or_tenant};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::tenants::{self, CreateTenant, KeyView};
+use crate::webhooks::Event;
 use axum::Router;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
@@ -212,14 +213,21 @@ async fn rotate_keys(
     require_admin_or_tenant(&state, request.headers(), &id)?;
     let body = read_admin_body(request).await?;
     let rotate: RotateRequest = parse_json(&body)?;
+    let tenant_id = TenantId::new(id);
     let rotation = tenants::rotate(
         state.store().as_ref(),
         state.key_hasher(),
-        &TenantId::new(id),
+        &tenant_id,
         rotate.revoke_after_seconds,
     )
     .await?;
     state.refresh_after_change().await?;
+    state.webhooks().emit(Event::key_rotated(
+        tenant_id,
+        rotation.new_key.id.clone(),
+        rotation.old_keys,
+        rotation.old_keys_expire_at,
+    ));
     Ok(json_response(StatusCode::CREATED, &rotation))
 }
 

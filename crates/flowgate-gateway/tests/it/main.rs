@@ -10,6 +10,7 @@ mod limits;
 mod policy;
 mod routing;
 mod streaming;
+mod webhooks;
 
 use flowgate_test_support::gateway::config_for_upstream;
 use flowgate_test_support::{MockUpstream, TestGateway};
