@@ -4,6 +4,7 @@
 mod admin;
 mod anthropic;
 mod audit;
+mod conformance;
 mod data_plane;
 mod lifecycle;
 mod limits;
