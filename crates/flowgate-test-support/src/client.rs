@@ -85,18 +85,43 @@ impl TestClient {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> TestResponse {
-        let response = self.send(method, url, headers, body).await;
+        self.try_call(method, url, headers, body)
+            .await
+            .unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    /// Like `call`, but a refused connection or a broken body is an `Err` (for tests that
+    /// kill the server on purpose).
+    pub async fn try_call(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Result<TestResponse, String> {
+        let mut builder = Request::builder().method(method).uri(url);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder
+            .body(Full::new(body.into()))
+            .map_err(|err| format!("building request: {err}"))?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|err| format!("request to {url} failed: {err}"))?;
         let (parts, incoming) = response.into_parts();
         let body = incoming
             .collect()
             .await
             .map(|collected| collected.to_bytes())
-            .unwrap_or_else(|err| panic!("reading body from {url}: {err}"));
-        TestResponse {
+            .map_err(|err| format!("reading body from {url}: {err}"))?;
+        Ok(TestResponse {
             status: parts.status,
             headers: parts.headers,
             body,
-        }
+        })
     }
 
     pub async fn post_json(&self, url: &str, key: &str, body: &serde_json::Value) -> TestResponse {
