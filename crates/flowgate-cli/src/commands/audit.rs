@@ -1,8 +1,8 @@
-//! `flowgate audit verify|export|proof|pubkey|stats|prune`: offline work on the audit log,
-//! straight against the store (or, for `verify --export`, against an export file alone).
-//! Verification failures end the process with the exit codes of `flowgate_audit::verify`
-//! (3 tampered, 4 unverifiable, 5 unknown key, 6 I/O). Leaves out `prove-content` (needs
-//! the content key derivation the request pipeline will define).
+//! `flowgate audit verify|export|proof|pubkey|stats|prune|prove-content`: offline work on the
+//! audit log, straight against the store (or, for `verify --export`, against an export file
+//! alone). Verification failures end the process with the exit codes of
+//! `flowgate_audit::verify` (3 tampered, 4 unverifiable, 5 unknown key, 6 I/O);
+//! `prove-content` exits 1 when the text does not match the record.
 
 use crate::ConfigArgs;
 use crate::output;
@@ -76,6 +76,24 @@ pub enum AuditCommand {
         #[arg(long)]
         origin: Option<String>,
     },
+    /// Show whether a text is the prompt (or answer) a record's content hash commits to:
+    /// the keyed hash under the record tenant's content key (derived from the master key)
+    /// of the normalised text. The prompt text is every text part of the request's messages,
+    /// in order, separated by a blank line; the answer text is the first choice's text.
+    ProveContent {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[arg(long)]
+        index: u64,
+        /// The text to prove.
+        #[arg(long, conflicts_with = "file", required_unless_present = "file")]
+        text: Option<String>,
+        /// A file holding the text to prove.
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        #[arg(long)]
+        origin: Option<String>,
+    },
     /// Delete whole periods of records older than DATE (YYYY-MM-DD, UTC), keeping the
     /// final signed checkpoint of the pruned period so the rest still verifies.
     Prune {
@@ -88,6 +106,56 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+async fn prove_content(
+    args: ConfigArgs,
+    index: u64,
+    text: Option<String>,
+    file: Option<PathBuf>,
+    origin: Option<String>,
+) -> anyhow::Result<()> {
+    let text = match (text, file) {
+        (Some(text), _) => text,
+        (None, Some(path)) => std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?,
+        (None, None) => bail!("give the text with --text or --file"),
+    };
+    let (config, store) = open(&args).await?;
+    let origin = resolve_origin(&config, &store, origin).await?;
+    let secrets = super::secrets(&config)?;
+    let entry = store
+        .audit_entries(&origin, index, 1)
+        .await?
+        .into_iter()
+        .find(|entry| entry.index == index)
+        .with_context(|| format!("no record {index} in the log {origin}"))?;
+    let record = flowgate_audit::record::AuditRecord::parse(&entry.record)
+        .with_context(|| format!("record {index} does not parse"))?;
+    let content = flowgate_audit::content::ContentMasterKey::from_bytes(
+        secrets
+            .master_key
+            .derive(flowgate_gateway::state::AUDIT_CONTENT_LABEL),
+    );
+    let tenant_key = content.tenant_key(&record.tenant_id);
+    let matched = flowgate_audit::content::match_content(&text, &tenant_key, &record);
+    output::json(&serde_json::json!({
+        "index": index,
+        "request_id": record.request_id,
+        "tenant_id": record.tenant_id,
+        "matches": matched.map(|found| match found {
+            flowgate_audit::content::ContentMatch::Request => "request",
+            flowgate_audit::content::ContentMatch::Response => "response",
+        }),
+    }));
+    if matched.is_none() {
+        return Err(VerifyExit {
+            code: 1,
+            message: format!("the text does not match record {index}"),
+        }
+        .into());
+    }
+    Ok(())
 }
 
 /// A verification failure: the process exits with `code` (the report is already printed).
@@ -197,6 +265,13 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
             }));
             Ok(())
         }
+        AuditCommand::ProveContent {
+            config,
+            index,
+            text,
+            file,
+            origin,
+        } => prove_content(config, index, text, file, origin).await,
         AuditCommand::Pubkey { config, origin } => {
             let (config, store) = open(&config).await?;
             let origin = resolve_origin(&config, &store, origin).await?;

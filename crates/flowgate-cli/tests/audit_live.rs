@@ -1,8 +1,13 @@
-//! Nothing acknowledged is lost on a crash: the real `flowgate serve` process runs under load
+//! The audit log of a real `flowgate serve` process.
+//!
+//! Nothing acknowledged is lost on a crash: the process runs under load
 //! (500 requests/s, open loop, against a real mock upstream), is killed with SIGKILL at a
 //! random moment, and restarted on the same database, five times over. Every request whose
 //! answer the load client received must have its audit record in the log, with the index the
 //! answer named in `x-flowgate-audit-index`, and `flowgate audit verify` must pass.
+//!
+//! Content is provable without being stored: `flowgate audit prove-content` shows that a
+//! prompt is the one a record's keyed hash commits to, and that another text is not.
 
 use flowgate_store::{AuditFilter, AuditStore as _, SqlStore, Store as _, StoreOptions};
 use flowgate_test_support::{MockUpstream, TestClient};
@@ -118,44 +123,104 @@ async fn load(
     }
 }
 
-#[test]
-fn every_answered_request_survives_sigkill() {
-    let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// Writes the config, starts `flowgate serve`, creates a tenant: (process, base URL, key).
+async fn serve_with_tenant(
+    dir: &Path,
+    upstream: &MockUpstream,
+    client: &TestClient,
+) -> (Child, String, String) {
+    let (port, internal) = (free_port(), free_port());
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\ninternal_listen = \"127.0.0.1:{internal}\"\n\n\
+         [audit]\norigin = \"{ORIGIN}\"\ndurable_timeout_ms = 5000\n\n\
+         [[providers]]\nname = \"mock\"\nkind = \"openai\"\nbase_url = \"{}\"\n\n\
+         [[models]]\nname = \"gpt-4o-mini\"\nroutes = [ {{ provider = \"mock\" }} ]\n",
+        upstream.base_url()
+    );
+    std::fs::write(dir.join("flowgate.toml"), config).unwrap_or_else(|err| panic!("{err}"));
+    let base = format!("http://127.0.0.1:{port}");
+    let child = start(dir);
+    wait_ready(client, &base).await;
+    let tenant = client
+        .post_json(
+            &format!("{base}/v1/tenants"),
+            ADMIN,
+            &serde_json::json!({"name": "audited", "max_requests_per_minute": 1_000_000}),
+        )
+        .await;
+    assert_eq!(tenant.status, StatusCode::CREATED, "{}", tenant.text());
+    let key = tenant.json()["api_key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    (child, base, key)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .unwrap_or_else(|err| panic!("runtime: {err}"));
-    runtime.block_on(async {
+        .unwrap_or_else(|err| panic!("runtime: {err}"))
+}
+
+#[test]
+fn prove_content_matches_the_prompt_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
+    let index = runtime().block_on(async {
         let upstream = MockUpstream::start()
             .await
             .unwrap_or_else(|err| panic!("mock upstream: {err}"));
-        let (port, internal) = (free_port(), free_port());
-        let config = format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\ninternal_listen = \"127.0.0.1:{internal}\"\n\n\
-             [audit]\norigin = \"{ORIGIN}\"\ndurable_timeout_ms = 5000\n\n\
-             [[providers]]\nname = \"mock\"\nkind = \"openai\"\nbase_url = \"{}\"\n\n\
-             [[models]]\nname = \"gpt-4o-mini\"\nroutes = [ {{ provider = \"mock\" }} ]\n",
-            upstream.base_url()
-        );
-        std::fs::write(dir.path().join("flowgate.toml"), config)
-            .unwrap_or_else(|err| panic!("{err}"));
-        let base = format!("http://127.0.0.1:{port}");
         let client = TestClient::new();
-        let mut child = start(dir.path());
-        wait_ready(&client, &base).await;
-        let tenant = client
+        let (mut child, base, key) = serve_with_tenant(dir.path(), &upstream, &client).await;
+        let answer = client
             .post_json(
-                &format!("{base}/v1/tenants"),
-                ADMIN,
-                &serde_json::json!({"name": "crash", "max_requests_per_minute": 1_000_000}),
+                &format!("{base}/v1/chat/completions"),
+                &key,
+                &serde_json::json!({"model": "gpt-4o-mini", "messages": [
+                    {"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": "What is the capital of France?"}]}),
             )
             .await;
-        assert_eq!(tenant.status, StatusCode::CREATED, "{}", tenant.text());
-        let key = tenant.json()["api_key"]
-            .as_str()
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+        let index = answer
+            .header("x-flowgate-audit-index")
             .unwrap_or_default()
             .to_owned();
+        child.kill().unwrap_or_else(|err| panic!("{err}"));
+        let _ = child.wait();
+        index
+    });
+    let prove = |text: &str| {
+        command(dir.path())
+            .args(["audit", "prove-content", "--index", &index, "--text", text])
+            .output()
+            .unwrap_or_else(|err| panic!("{err}"))
+    };
+    let proved = prove("Be brief.\n\nWhat is the capital of France?");
+    assert_eq!(
+        proved.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&proved.stdout),
+        String::from_utf8_lossy(&proved.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&proved.stdout).unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(report["matches"], "request");
+    let refused = prove("Be brief.\n\nWhat is the capital of Spain?");
+    assert_eq!(refused.status.code(), Some(1));
+}
+
+#[test]
+fn every_answered_request_survives_sigkill() {
+    let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
+    runtime().block_on(async {
+        let upstream = MockUpstream::start()
+            .await
+            .unwrap_or_else(|err| panic!("mock upstream: {err}"));
+        let client = TestClient::new();
+        let (mut child, base, key) = serve_with_tenant(dir.path(), &upstream, &client).await;
         let answered: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
         for round in 0..ROUNDS {
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
