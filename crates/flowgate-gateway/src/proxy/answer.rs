@@ -156,13 +156,14 @@ pub async fn complete(
     context.finish(answer, false)
 }
 
-/// Decodes an answer of `kind`, screens it when a policy is given (a block refuses it, a
-/// redaction rewrites it), and encodes it for the client.
+/// Decodes an answer of `kind`, screens it when a tenant's policy is given (a block refuses
+/// it, a redaction rewrites it), and encodes it for the client. A same-dialect answer that
+/// screening left unchanged goes out as the upstream's own bytes.
 fn translate_answer(
     context: &mut RequestContext,
     call: &mut Call,
     kind: UpstreamKind,
-    bytes: &[u8],
+    bytes: &Bytes,
     provider: &str,
     screen_for: Option<&TenantEntry>,
 ) -> Result<(Bytes, Option<flowgate_translate::Usage>), ApiError> {
@@ -173,16 +174,22 @@ fn translate_answer(
     let mut decoded =
         flowgate_translate::decode_response(kind, bytes).map_err(|err| invalid(err.to_string()))?;
     estimate::fill_missing_usage(call.ir()?, &mut decoded);
+    let mut rewritten = !kind.is_native_for(call.ingress);
     if let Some(tenant) = screen_for {
-        let screening = screen::screen_answer(&tenant.policy, &mut decoded);
-        context.screening.merge(&screening);
+        // The hash commits to what the upstream answered, before any redaction.
         context.response_hash = Some(record::content_hash(
             &tenant.content_key,
             &screen::answer_text(&decoded),
         ));
+        let screening = screen::screen_answer(&tenant.policy, &mut decoded);
+        context.screening.merge(&screening);
         if screening.decision == flowgate_policy::Decision::Block {
             return Err(screening.violation(flowgate_policy::Phase::Response));
         }
+        rewritten |= screening.decision >= flowgate_policy::Decision::Redact;
+    }
+    if !rewritten {
+        return Ok((bytes.clone(), decoded.usage));
     }
     let body = flowgate_translate::encode_response(call.ingress, &decoded, &call.client_model)
         .map_err(|err| invalid(err.to_string()))?;

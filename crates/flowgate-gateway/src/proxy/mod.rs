@@ -140,15 +140,8 @@ async fn infer(state: AppState, request: Request, endpoint: Endpoint) -> Respons
         client_model,
         &parts.headers,
     );
-    // Stage 5b: screening of the prompt (block, redact, flag).
     let tenant = &principal.tenant;
-    if endpoint != Endpoint::Embeddings && tenant.policy.screens(Phase::Request) {
-        match screen::screen_request(&tenant.policy, &mut call, body_len) {
-            Ok(screening) => context.screening = screening,
-            Err(error) => return context.fail(error),
-        }
-    }
-    // Stage 5c: the request-side audit record, durable while the upstream call runs.
+    // The prompt's keyed hash for the audit record, over the text the client sent.
     let request_hash = match endpoint {
         Endpoint::Chat(_) => match call.ir() {
             Ok(request) => Some(record::content_hash(
@@ -159,6 +152,14 @@ async fn infer(state: AppState, request: Request, endpoint: Endpoint) -> Respons
         },
         Endpoint::Embeddings => None,
     };
+    // Stage 5b: screening of the prompt (block, redact, flag).
+    if endpoint != Endpoint::Embeddings && tenant.policy.screens(Phase::Request) {
+        match screen::screen_request(&tenant.policy, &mut call, body_len) {
+            Ok(screening) => context.screening = screening,
+            Err(error) => return context.fail(error),
+        }
+    }
+    // Stage 5c: the request-side audit record, durable while the upstream call runs.
     if context.screening.decision == Decision::Block {
         let receipt =
             state

@@ -346,3 +346,29 @@ async fn a_blocked_complete_answer_is_refused() {
     assert_eq!(response.json()["error"]["code"], "content_policy_violation");
     assert!(!response.text().contains("forbidden-word"));
 }
+
+#[tokio::test]
+async fn a_screened_answer_that_needs_no_change_is_forwarded_byte_for_byte() {
+    let (upstream, gateway) = gateway().await;
+    let answer = r#"{"id":"c1","object":"chat.completion","created":7,"model":"gpt-4o-mini","system_fingerprint":"fp_x","service_tier":"default","choices":[{"index":0,"message":{"role":"assistant","content":"All good.","refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}}"#;
+    upstream.push(Behaviour::Status {
+        status: 200,
+        body: answer.to_owned(),
+        retry_after: None,
+    });
+    let response = TestClient::new()
+        .post_json(
+            &gateway.url("/v1/chat/completions"),
+            &gateway.tenant_key,
+            &chat_body(false),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::OK);
+    assert_eq!(response.text(), answer);
+    let request_id = response.header("x-request-id").unwrap_or_default();
+    let records = audit_records_eventually(&gateway, request_id, 2).await;
+    assert!(
+        records[1]["record"]["response_hash"].is_string(),
+        "{records:?}"
+    );
+}
