@@ -40,6 +40,11 @@ enum Command {
         #[command(subcommand)]
         command: commands::tenants::TenantCommand,
     },
+    /// API keys: rotation for one tenant or all.
+    Keys {
+        #[command(subcommand)]
+        command: commands::keys::KeysCommand,
+    },
     /// Apply pending database migrations.
     Migrate {
         #[command(flatten)]
@@ -90,6 +95,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => commands::serve::run(&args).await,
             Command::Tenants { command } => commands::tenants::run(command).await,
+            Command::Keys { command } => commands::keys::run(command).await,
             Command::Migrate { config, json } => commands::migrate(&config, json).await,
             Command::GenMasterKey => {
                 output::line(&flowgate_types::MasterKey::generate().to_base64());

@@ -1,6 +1,7 @@
 //! Command implementations, plus the configuration loading they share.
 
 pub mod audit;
+pub mod keys;
 pub mod serve;
 pub mod tenants;
 
