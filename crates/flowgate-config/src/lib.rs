@@ -5,6 +5,7 @@
 //! the caller's job: `Config::from_sources` takes the file text and an environment lookup, so
 //! tests need neither the disk nor `set_var`.
 
+mod policy;
 mod raw;
 mod validate;
 
@@ -14,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use policy::PolicyConfig;
 pub use validate::{KNOWN_ENV_VARS, from_sources};
 
 /// One line, naming the key that is wrong.
@@ -99,8 +101,11 @@ pub struct Config {
     pub audit: AuditConfig,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
-    /// `[[rules]]`: policy rules for every tenant, compiled after the tenant's preset.
+    /// `[[rules]]`: policy rules for every tenant, compiled after the tenant's preset. When
+    /// `policy.bundle` is set, the bundle's rules (see `Config::apply_policy_bundle`).
     pub rules: Vec<flowgate_policy::Rule>,
+    /// `[policy]`: a (signed) rules bundle in place of `[[rules]]`.
+    pub policy: PolicyConfig,
 }
 
 #[derive(Debug, Clone)]

@@ -21,6 +21,9 @@ pub(crate) struct RawFile {
     /// Policy rules applied to every tenant, after the tenant's preset.
     #[serde(default)]
     pub rules: Vec<flowgate_policy::Rule>,
+    /// Where the global rules come from when shipped as a (signed) bundle.
+    #[serde(default)]
+    pub policy: RawPolicy,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -83,6 +86,14 @@ pub(crate) struct RawLimits {
     pub burst_factor: Option<f64>,
     pub window_seconds: Option<u64>,
     pub on_redis_down: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPolicy {
+    pub bundle: Option<String>,
+    pub require_signature: Option<bool>,
+    pub bundle_public_key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

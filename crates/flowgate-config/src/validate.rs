@@ -300,6 +300,7 @@ pub fn from_sources(
     if let Err(err) = flowgate_policy::Policy::compile(None, &raw.rules) {
         return Err(ConfigError::new("rules", err.to_string()));
     }
+    let policy = crate::policy::policy_config(&raw.policy, raw.rules.len())?;
 
     Ok(Config {
         environment,
@@ -317,6 +318,7 @@ pub fn from_sources(
         providers,
         models,
         rules: raw.rules,
+        policy,
     })
 }
 
