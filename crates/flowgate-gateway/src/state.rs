@@ -14,7 +14,7 @@ use flowgate_ratelimit::{
     InProcessLimiter, LimitSpec, LimitSpecConfig, Limiter, RedisLimiter, RedisLimiterConfig,
     SystemClock,
 };
-use flowgate_store::{Store, StoreError, StoreSnapshot, Tenant};
+use flowgate_store::{Store, StoreError, StoreSnapshot, StoredRule, Tenant};
 use flowgate_types::{KeyDigest, KeyHasher, KeyId, MasterKey, RequestIdGenerator, now_millis};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -34,7 +34,8 @@ pub struct TenantEntry {
     /// The tenant's limits (its own values, else the configured defaults), built once per
     /// snapshot so admission does no arithmetic on configuration.
     pub limits: LimitSpec,
-    /// The tenant's compiled policy: its preset, then the configured `[[rules]]`.
+    /// The tenant's compiled policy: its preset, then the configured `[[rules]]`, then the
+    /// tenant's own rules (`/v1/rules`).
     pub policy: Policy,
     /// The tenant's key for audit content hashes (derived once per snapshot).
     pub content_key: TenantContentKey,
@@ -95,10 +96,16 @@ fn tenant_limits(tenant: &Tenant, defaults: &LimitDefaults) -> LimitSpec {
 
 /// One compiled policy per preset (the configured rules follow each preset's own), shared by
 /// every tenant on that preset. Compiled once at start: snapshots only hand out clones.
+/// Tenants with their own rules get a policy of their own, compiled when a snapshot is built
+/// (never on the request path) and reused by the next snapshot while their rules are unchanged.
 #[derive(Debug)]
 pub struct Policies {
     by_preset: HashMap<&'static str, Policy>,
     default: Policy,
+    /// The configured rules, compiled again with each tenant's own rules.
+    config_rules: Vec<flowgate_policy::Rule>,
+    /// Tenant policies of the last snapshot, keyed by preset and rule texts.
+    tenant_cache: std::sync::Mutex<HashMap<String, Policy>>,
 }
 
 impl Policies {
@@ -108,7 +115,82 @@ impl Policies {
             .map(|preset| Ok((preset.as_str(), Policy::compile(Some(preset), rules)?)))
             .collect::<Result<_, flowgate_policy::PolicyError>>()?;
         let default = Policy::compile(Some(Preset::Default), rules)?;
-        Ok(Self { by_preset, default })
+        Ok(Self {
+            by_preset,
+            default,
+            config_rules: rules.to_vec(),
+            tenant_cache: std::sync::Mutex::default(),
+        })
+    }
+
+    /// A tenant's own policy: its preset, the configured rules, then the tenant's rules (the
+    /// admin API compiles a change this way before storing it).
+    pub fn compile_for_tenant(
+        &self,
+        preset_name: &str,
+        tenant_rules: &[flowgate_policy::Rule],
+    ) -> Result<Policy, flowgate_policy::PolicyError> {
+        let preset = Preset::from_name(preset_name).unwrap_or_default();
+        let rules: Vec<flowgate_policy::Rule> = self
+            .config_rules
+            .iter()
+            .chain(tenant_rules)
+            .cloned()
+            .collect();
+        Policy::compile(Some(preset), &rules)
+    }
+
+    /// The policies of the tenants that have rules of their own, by tenant id. A tenant whose
+    /// stored rules no longer compile (the API refuses such rules, but the configured rules
+    /// may have changed since) keeps its preset's shared policy, and the failure is logged.
+    fn for_tenants(&self, tenants: &[Tenant], rules: &[StoredRule]) -> HashMap<String, Policy> {
+        let mut by_tenant: HashMap<&str, Vec<&StoredRule>> = HashMap::new();
+        for rule in rules {
+            by_tenant
+                .entry(rule.tenant_id.as_str())
+                .or_default()
+                .push(rule);
+        }
+        let mut cache = self
+            .tenant_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut previous = std::mem::take(&mut *cache);
+        let mut policies = HashMap::with_capacity(by_tenant.len());
+        for tenant in tenants {
+            let Some(own) = by_tenant.get(tenant.id.as_str()) else {
+                continue;
+            };
+            // Stored rule texts are compact JSON (no raw newlines), so this key is unambiguous.
+            let mut key = tenant.rules_preset.clone();
+            for rule in own {
+                key.push('\n');
+                key.push_str(&rule.rule);
+            }
+            let compiled = match previous.remove(&key).or_else(|| cache.get(&key).cloned()) {
+                Some(policy) => Ok(policy),
+                None => own
+                    .iter()
+                    .map(|rule| serde_json::from_str(&rule.rule).map_err(|err| err.to_string()))
+                    .collect::<Result<Vec<flowgate_policy::Rule>, String>>()
+                    .and_then(|parsed| {
+                        self.compile_for_tenant(&tenant.rules_preset, &parsed)
+                            .map_err(|err| err.to_string())
+                    }),
+            };
+            match compiled {
+                Ok(policy) => {
+                    cache.insert(key, policy.clone());
+                    policies.insert(tenant.id.as_str().to_owned(), policy);
+                }
+                Err(error) => tracing::error!(
+                    tenant_id = %tenant.id,
+                    %error,
+                    "the tenant's own rules do not compile; serving its preset without them"
+                ),
+            }
+        }
+        policies
     }
 
     /// The policy of a preset name (unknown names get `default`).
@@ -125,6 +207,7 @@ impl Snapshot {
         policies: &Policies,
         content: &ContentMasterKey,
     ) -> Self {
+        let mut own_policies = policies.for_tenants(&stored.tenants, &stored.rules);
         let tenants: HashMap<String, Arc<TenantEntry>> = stored
             .tenants
             .into_iter()
@@ -132,7 +215,9 @@ impl Snapshot {
                 let allowed_models = (!tenant.allowed_models.is_empty())
                     .then(|| tenant.allowed_models.iter().cloned().collect());
                 let limits = tenant_limits(&tenant, defaults);
-                let policy = policies.for_preset(&tenant.rules_preset);
+                let policy = own_policies
+                    .remove(tenant.id.as_str())
+                    .unwrap_or_else(|| policies.for_preset(&tenant.rules_preset));
                 let content_key = content.tenant_key(tenant.id.as_str());
                 (
                     tenant.id.as_str().to_owned(),
@@ -414,6 +499,12 @@ impl AppState {
 
     pub fn limiter(&self) -> &Limiter {
         &self.inner.limiter
+    }
+
+    /// The compiled presets and configured rules (the rules API compiles tenant rules with
+    /// them before storing).
+    pub fn policies(&self) -> &Policies {
+        &self.inner.policies
     }
 
     pub fn next_request_id(&self) -> flowgate_types::RequestId {

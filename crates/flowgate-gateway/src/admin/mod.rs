@@ -1,9 +1,10 @@
-//! The admin API (tenants and keys, audit, webhooks; rules as their issue lands) and
+//! The admin API (tenants and keys, tenant rules, audit, webhooks) and
 //! the health routes. Admin routes take the admin key, or a tenant key for that tenant's own
 //! data. Errors use the OpenAI error shape with codes from `ApiError`.
 
 mod audit;
 mod health;
+mod rules;
 mod tenants;
 mod webhooks;
 
@@ -25,6 +26,7 @@ pub use health::router as health_router;
 
 pub fn router() -> Router<AppState> {
     tenants::router()
+        .merge(rules::router())
         .merge(audit::router())
         .merge(webhooks::router())
 }

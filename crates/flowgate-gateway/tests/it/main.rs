@@ -10,6 +10,7 @@ mod lifecycle;
 mod limits;
 mod policy;
 mod routing;
+mod rules;
 mod streaming;
 mod webhooks;
 
