@@ -60,6 +60,11 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Policy rules: check and try rules files, compile signed bundles.
+    Rules {
+        #[command(subcommand)]
+        command: commands::rules::RulesCommand,
+    },
     /// Audit log: verify, export, proofs, public key, stats, retention.
     Audit {
         #[command(subcommand)]
@@ -106,6 +111,7 @@ fn main() -> ExitCode {
             } => commands::config_check(&args),
             Command::Healthcheck { url } => commands::healthcheck(url).await,
             Command::Audit { command } => commands::audit::run(command).await,
+            Command::Rules { command } => commands::rules::run(command),
         }
     });
     match result {

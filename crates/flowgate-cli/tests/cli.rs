@@ -122,7 +122,7 @@ fn migrate_then_tenant_commands() {
         String::from_utf8_lossy(&first.stderr)
     );
     let report: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap_or_default();
-    assert_eq!(report["applied"], serde_json::json!([1, 2]));
+    assert_eq!(report["applied"], serde_json::json!([1, 2, 3, 4]));
     let second = flowgate(dir.path(), &env, &["migrate", "--json"]);
     let report: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap_or_default();
     assert_eq!(report["applied"], serde_json::json!([]));

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod keys;
+pub mod rules;
 pub mod serve;
 pub mod tenants;
 
@@ -12,7 +13,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// Loads and validates the configuration: the file named by `--config`, else
-/// `$FLOWGATE_CONFIG`, else `./flowgate.toml` if it exists; then the environment.
+/// `$FLOWGATE_CONFIG`, else `./flowgate.toml` if it exists; then the environment; then the
+/// policy bundle named by `[policy] bundle` (verified, its rules replace `[[rules]]`).
 pub fn load_config(args: &ConfigArgs) -> anyhow::Result<Config> {
     let env: BTreeMap<String, String> = std::env::vars().collect();
     let explicit = args.config.clone().or_else(|| {
@@ -35,6 +37,11 @@ pub fn load_config(args: &ConfigArgs) -> anyhow::Result<Config> {
         }
     };
     let mut config = flowgate_config::from_sources(text.as_deref(), &env, args.dev)?;
+    if let Some(path) = config.policy.bundle.clone() {
+        let document = std::fs::read(&path)
+            .with_context(|| format!("policy.bundle: cannot read {}", path.display()))?;
+        config.apply_policy_bundle(&document)?;
+    }
     if config.is_development() {
         flowgate_gateway::bootstrap::add_development_mock(&mut config);
     }
