@@ -542,3 +542,106 @@ async fn presets_are_listed_and_the_test_endpoint_explains_a_decision() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
     }
 }
+
+#[tokio::test]
+async fn tenant_rules_add_to_the_configured_rules_and_may_not_reuse_their_ids() {
+    let configured = r#"
+[[rules]]
+id = "project-codename"
+phase = "request"
+action = "block"
+match = { keywords = ["project-x"] }
+"#;
+    let (_upstream, gateway) = crate::setup_with(configured).await;
+    let client = TestClient::new();
+    let key = &gateway.tenant_key;
+    let mut clash = falcon_rule();
+    clash["id"] = json!("project-codename");
+    let (status, body) = call(
+        &client,
+        Method::POST,
+        &gateway.url("/v1/rules"),
+        key,
+        &clash,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("duplicate rule id `project-codename`")),
+        "{body}"
+    );
+    let (status, _) = call(
+        &client,
+        Method::POST,
+        &gateway.url("/v1/rules"),
+        key,
+        &falcon_rule(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    for (text, rule) in [
+        ("about project-x", "project-codename"),
+        (FALCON, "no-falcon"),
+    ] {
+        let (status, body) = chat_status(&gateway, key, text).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|message| message.contains(rule)),
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn another_replica_enforces_a_new_rule_after_its_refresh() {
+    let refresh = "[store]\nrefresh_interval_ms = 50\n";
+    let (_upstream_a, first) = crate::setup_with(refresh).await;
+    let database = first.database_url();
+    let master = first.master_key.to_base64();
+    let upstream_b = flowgate_test_support::MockUpstream::start()
+        .await
+        .unwrap_or_else(|err| panic!("mock upstream: {err}"));
+    let config = format!(
+        "{refresh}\n{}",
+        flowgate_test_support::gateway::config_for_upstream(&upstream_b.base_url())
+    );
+    let second = TestGateway::spawn(
+        &config,
+        &[
+            ("FLOWGATE_DATABASE_URL", &database),
+            ("FLOWGATE_MASTER_KEY", &master),
+        ],
+    )
+    .await
+    .unwrap_or_else(|err| panic!("second gateway: {err:#}"));
+    let key = &first.tenant_key;
+    let (status, _) = chat_status(&second, key, FALCON).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, _) = call(
+        &TestClient::new(),
+        Method::POST,
+        &first.url("/v1/rules"),
+        key,
+        &falcon_rule(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let mut last = StatusCode::OK;
+    for _ in 0..100 {
+        last = chat_status(&second, key, FALCON).await.0;
+        if last == StatusCode::FORBIDDEN {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        last,
+        StatusCode::FORBIDDEN,
+        "the other replica picks the rule up"
+    );
+}
