@@ -99,6 +99,7 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     pub webhooks: WebhookDefaults,
     pub audit: AuditConfig,
+    pub telemetry: TelemetryConfig,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
     /// `[[rules]]`: policy rules for every tenant, compiled after the tenant's preset. When
@@ -182,6 +183,22 @@ pub struct AuditConfig {
     /// Longest wait for a request's audit record to become durable; past it the request is
     /// refused (503) in `refuse` mode and served (the record stays queued) in `serve` mode.
     pub durable_timeout: Duration,
+}
+
+/// Metrics (and, later, traces) settings: `[telemetry]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelemetryConfig {
+    /// Tenants that get a metrics label of their own; later ones share the label `other`, so
+    /// the number of series stays bounded however many tenants exist.
+    pub max_tenant_labels: usize,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            max_tenant_labels: 100,
+        }
+    }
 }
 
 /// Audit back-pressure mode when the write queue is full.

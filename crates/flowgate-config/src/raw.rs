@@ -24,6 +24,8 @@ pub(crate) struct RawFile {
     /// Where the global rules come from when shipped as a (signed) bundle.
     #[serde(default)]
     pub policy: RawPolicy,
+    #[serde(default)]
+    pub telemetry: RawTelemetry,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -107,4 +109,10 @@ pub(crate) struct RawAudit {
     pub on_full: Option<String>,
     pub queue_capacity: Option<usize>,
     pub durable_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTelemetry {
+    pub max_tenant_labels: Option<usize>,
 }

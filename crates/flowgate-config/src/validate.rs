@@ -289,6 +289,13 @@ pub fn from_sources(
         },
     };
 
+    let telemetry = TelemetryConfig {
+        max_tenant_labels: raw
+            .telemetry
+            .max_tenant_labels
+            .unwrap_or(TelemetryConfig::default().max_tenant_labels),
+    };
+
     let providers = raw
         .providers
         .iter()
@@ -315,6 +322,7 @@ pub fn from_sources(
         tls,
         webhooks,
         audit,
+        telemetry,
         providers,
         models,
         rules: raw.rules,
@@ -885,6 +893,36 @@ routes = [ { provider = "local", model = "upstream-mini" } ]
             ("[audit]\nqueue_capacity = 0\n", "audit.queue_capacity"),
             ("[audit]\norigin = \"two words\"\n", "audit.origin"),
             ("[audit]\nspool = 1\n", "audit.spool"),
+        ] {
+            assert_eq!(
+                error_of(Some(file), &production_env(&[])).key,
+                key,
+                "{file}"
+            );
+        }
+    }
+
+    #[test]
+    fn telemetry_tenant_label_budget_has_a_default_and_is_refused_when_misspelt() {
+        let config =
+            from_sources(None, &production_env(&[]), false).unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(config.telemetry.max_tenant_labels, 100);
+        let config = from_sources(
+            Some("[telemetry]\nmax_tenant_labels = 7\n"),
+            &production_env(&[]),
+            false,
+        )
+        .unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(config.telemetry.max_tenant_labels, 7);
+        for (file, key) in [
+            (
+                "[telemetry]\nmax_tenant_label = 7\n",
+                "telemetry.max_tenant_label",
+            ),
+            (
+                "[telemetry]\nmax_tenant_labels = -1\n",
+                "telemetry.max_tenant_labels",
+            ),
         ] {
             assert_eq!(
                 error_of(Some(file), &production_env(&[])).key,
