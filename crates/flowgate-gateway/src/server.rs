@@ -6,6 +6,7 @@
 
 use crate::admin;
 use crate::error::ApiError;
+use crate::metrics;
 use crate::proxy;
 use crate::state::{AppState, StartError};
 use axum::Router;
@@ -53,6 +54,7 @@ async fn method_not_allowed() -> Response {
 pub fn public_router(state: AppState) -> Router {
     let admin = admin::router()
         .merge(admin::health_router())
+        .merge(metrics::admin_router())
         .layer(axum::middleware::from_fn(admin::stamp_request_id));
     Router::new()
         .merge(proxy::router())
@@ -62,9 +64,12 @@ pub fn public_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The internal listener's routes: health (metrics and the dashboard join later).
+/// The internal listener's routes: health and `GET /metrics` (the dashboard joins later).
 pub fn internal_router(state: AppState) -> Router {
-    admin::health_router().fallback(not_found).with_state(state)
+    admin::health_router()
+        .merge(metrics::internal_router())
+        .fallback(not_found)
+        .with_state(state)
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {

@@ -398,6 +398,8 @@ struct Inner {
     webhooks: crate::webhooks::Webhooks,
     policies: Policies,
     content_key: ContentMasterKey,
+    /// Prometheus metrics, recorded by the request path and rendered by `/metrics`.
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AppState {
@@ -443,6 +445,7 @@ impl AppState {
             &policies,
             &content_key,
         );
+        let metrics = Arc::new(crate::metrics::Metrics::new(&config));
         let state = Self {
             inner: Arc::new(Inner {
                 config,
@@ -458,6 +461,7 @@ impl AppState {
                 webhooks,
                 policies,
                 content_key,
+                metrics,
             }),
         };
         Ok(state)
@@ -483,6 +487,10 @@ impl AppState {
     /// This node's webhooks: `webhooks().emit(Event::…)` from any path (never blocks).
     pub fn webhooks(&self) -> &crate::webhooks::Webhooks {
         &self.inner.webhooks
+    }
+
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.inner.metrics
     }
 
     pub fn routes(&self) -> &RouteTable {

@@ -1,9 +1,11 @@
 //! The per-request context: request id, timings and what the access log needs. It also puts
 //! the two headers every answer carries, `x-request-id` and `x-flowgate-overhead-ms` (the
-//! gateway's own time: wall time minus the time spent waiting for the upstream).
+//! gateway's own time: wall time minus the time spent waiting for the upstream), and records
+//! the request in the metrics when it logs it (the overhead recorded is the value of the header).
 
 use crate::audit::AuditLog;
 use crate::error::{ApiError, ErrorCode};
+use crate::metrics::{Metrics, RequestOutcome};
 use crate::proxy::screen::Screening;
 use crate::state::AppState;
 use axum::response::Response;
@@ -11,6 +13,7 @@ use flowgate_ratelimit::{LimitSnapshot, RateLimitHeaders};
 use flowgate_types::{ApiFormat, KeyId, RequestId, TenantId, Usage};
 use http::header::HeaderValue;
 use http::{HeaderMap, HeaderName};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -49,6 +52,10 @@ pub struct RequestContext {
     pub audit: Option<AuditLog>,
     /// The request-side record's index, for `x-flowgate-audit-index`.
     pub audit_index: Option<u64>,
+    metrics: Arc<Metrics>,
+    /// The overhead sent in `x-flowgate-overhead-ms`, fixed when the head is stamped so the
+    /// metrics record the same value even when a stream ends later.
+    stamped_overhead: OnceLock<Duration>,
 }
 
 impl RequestContext {
@@ -94,6 +101,8 @@ impl RequestContext {
             response_hash: None,
             audit: None,
             audit_index: None,
+            metrics: Arc::clone(state.metrics()),
+            stamped_overhead: OnceLock::new(),
         }
     }
 
@@ -105,7 +114,7 @@ impl RequestContext {
     /// Stamps the common headers on a response and, unless the body is still streaming,
     /// writes the access-log line.
     pub fn finish(&self, mut response: Response, body_pending: bool) -> Response {
-        let overhead = self.overhead();
+        let overhead = *self.stamped_overhead.get_or_init(|| self.overhead());
         let headers = response.headers_mut();
         headers.insert(X_REQUEST_ID.clone(), self.request_id_header.clone());
         headers.insert(X_OVERHEAD_MS.clone(), overhead_header(overhead));
@@ -124,12 +133,35 @@ impl RequestContext {
     }
 
     pub fn fail(&self, error: ApiError) -> Response {
+        if let ApiError::RateLimited { limit, .. } = &error {
+            let tenant = self
+                .tenant_id
+                .as_ref()
+                .map_or(crate::metrics::NONE, TenantId::as_str);
+            self.metrics.ratelimit_rejection(tenant, limit);
+        }
         self.finish(error.into_response_for(self.format), false)
     }
 
-    /// One access-log line per request (and its completion audit record); never keys or
-    /// content.
+    /// One access-log line per request (and its completion audit record, and the request's
+    /// metrics); never keys or content.
     pub fn log(&self, status: u16, error_code: Option<&str>) {
+        let latency = self.started.elapsed();
+        let overhead = self
+            .stamped_overhead
+            .get()
+            .copied()
+            .unwrap_or_else(|| self.overhead());
+        self.metrics.request(&RequestOutcome {
+            tenant: self.tenant_id.as_ref().map(TenantId::as_str),
+            model: self.model.as_deref(),
+            provider: self.provider.as_deref(),
+            status,
+            error_code,
+            usage: self.usage,
+            latency,
+            overhead,
+        });
         if let Some(audit) = &self.audit {
             // The request-side record is already durable; a lost completion record (full
             // queue) is counted by the log's gap marker.
@@ -147,8 +179,8 @@ impl RequestContext {
             stream = self.stream,
             status,
             error_code = error_code.unwrap_or(""),
-            latency_ms = self.started.elapsed().as_secs_f64() * 1000.0,
-            overhead_ms = self.overhead().as_secs_f64() * 1000.0,
+            latency_ms = latency.as_secs_f64() * 1000.0,
+            overhead_ms = overhead.as_secs_f64() * 1000.0,
             input_tokens = usage.input_tokens,
             output_tokens = usage.output_tokens,
             "request"

@@ -8,6 +8,7 @@ mod conformance;
 mod data_plane;
 mod lifecycle;
 mod limits;
+mod metrics;
 mod policy;
 mod routing;
 mod rules;
