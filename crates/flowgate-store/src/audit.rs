@@ -84,6 +84,8 @@ pub struct AuditFilter {
     pub tenant_id: Option<String>,
     pub rule_id: Option<String>,
     pub model: Option<String>,
+    /// The records of one request (what webhook payloads link to).
+    pub request_id: Option<String>,
     /// Inclusive lower bound on `time_ms`.
     pub from_ms: Option<u64>,
     /// Exclusive upper bound on `time_ms`.
@@ -739,6 +741,9 @@ impl AuditStore for SqlStore {
         }
         if let Some(model) = &filter.model {
             conditions.add("e.model = ?", Bind::Text(model.clone()));
+        }
+        if let Some(request_id) = &filter.request_id {
+            conditions.add("e.request_id = ?", Bind::Text(request_id.clone()));
         }
         if let Some(rule) = &filter.rule_id {
             conditions.add(

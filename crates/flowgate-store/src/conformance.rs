@@ -909,6 +909,17 @@ pub async fn run_audit(audit: Arc<dyn AuditStore>) {
     })
     .await;
     assert_eq!(by_rule.len(), 20, "indices 0..100 divisible by 5");
+    let one_request = list(AuditFilter {
+        request_id: Some("req-7".into()),
+        limit: 10,
+        ..AuditFilter::default()
+    })
+    .await;
+    assert_eq!(
+        one_request.iter().map(|row| row.index).collect::<Vec<_>>(),
+        vec![7],
+        "request_id selects that request's records"
+    );
 
     let stats = audit
         .audit_stats(origin, None, None, None)

@@ -34,6 +34,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "tenant_rules",
         sql: include_str!("../migrations/sqlite/0004_tenant_rules.sql"),
     },
+    Migration {
+        version: 5,
+        name: "audit_request_index",
+        sql: include_str!("../migrations/sqlite/0005_audit_request_index.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -56,6 +61,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 4,
         name: "tenant_rules",
         sql: include_str!("../migrations/postgres/0004_tenant_rules.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "audit_request_index",
+        sql: include_str!("../migrations/postgres/0005_audit_request_index.sql"),
     },
 ];
 

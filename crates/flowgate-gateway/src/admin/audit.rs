@@ -1,4 +1,5 @@
-//! Audit API: `GET /v1/audit` (filtered listing, newest first, cursor pagination),
+//! Audit API: `GET /v1/audit` (filtered listing by status, tenant, rule, model, request id and
+//! time, newest first, cursor pagination),
 //! `GET /v1/audit/stats`, `GET /v1/audit/checkpoints`, `GET /v1/audit/proof?index=`. The
 //! admin key sees every tenant; a tenant key sees only its own tenant's records and
 //! aggregates (checkpoints are public data: roots and signatures, no content). Times are epoch
@@ -39,6 +40,7 @@ struct ListQuery {
     tenant: Option<String>,
     rule: Option<String>,
     model: Option<String>,
+    request_id: Option<String>,
     from: Option<u64>,
     to: Option<u64>,
     limit: Option<u32>,
@@ -105,6 +107,7 @@ async fn list(
         tenant_id,
         rule_id: params.rule,
         model: params.model,
+        request_id: params.request_id,
         from_ms: params.from,
         to_ms: params.to,
         before_index: params.cursor,

@@ -228,7 +228,7 @@ impl Event {
         let audit_link = self
             .request_id
             .as_ref()
-            .map(|request_id| format!("/v1/audit/records/{request_id}"));
+            .map(|request_id| format!("/v1/audit?request_id={request_id}"));
         json!({
             "id": event_id,
             "object": "event",
@@ -696,7 +696,10 @@ mod tests {
         assert_eq!(payload["id"], "evt_1");
         assert_eq!(payload["tenant_id"], "ten_1");
         assert_eq!(payload["request_id"], "req_1");
-        assert_eq!(payload["links"]["audit_record"], "/v1/audit/records/req_1");
+        assert_eq!(
+            payload["links"]["audit_record"],
+            "/v1/audit?request_id=req_1"
+        );
         assert_eq!(payload["data"]["rule_ids"][0], "secret.aws_access_key");
         let rotated = Event::key_rotated(TenantId::new("ten_1"), KeyId::new("key_2"), 1, 99);
         let payload = rotated.payload("evt_2");
