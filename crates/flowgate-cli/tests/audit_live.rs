@@ -244,14 +244,20 @@ fn every_answered_request_survives_sigkill() {
             tokio::time::sleep(Duration::from_millis(300)).await;
             let after = answered.lock().map(|map| map.len()).unwrap_or(0);
             assert!(
-                after - before > (RATE as usize) * 1,
+                after - before > RATE as usize,
                 "round {round}: only {} answers in {kill_after:?}",
                 after - before
             );
-            eprintln!(
-                "round {round}: killed after {kill_after:?}, {} requests answered",
-                after - before
-            );
+            #[expect(
+                clippy::print_stderr,
+                reason = "the figures of each round, for the log"
+            )]
+            {
+                eprintln!(
+                    "round {round}: killed after {kill_after:?}, {} requests answered",
+                    after - before
+                );
+            }
             child = start(dir.path());
             wait_ready(&client, &base).await;
         }

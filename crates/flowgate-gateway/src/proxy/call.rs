@@ -89,7 +89,7 @@ impl Call {
     pub fn ir(&mut self) -> Result<&IrRequest, ApiError> {
         if self.ir.is_none() {
             let parsed = flowgate_translate::parse_request(self.ingress, &self.body)
-                .map_err(request_error)?;
+                .map_err(|err| request_error(&err))?;
             self.ir = Some(parsed);
         }
         self.ir
@@ -137,7 +137,7 @@ impl Call {
         if native && !self.rewritten {
             let prepared =
                 passthrough::prepare_request(self.ingress, &self.body, &route.upstream_model)
-                    .map_err(request_error)?;
+                    .map_err(|err| request_error(&err))?;
             let strip_usage = prepared.stream && !prepared.client_wants_usage;
             return Ok(Prepared {
                 path,
@@ -147,7 +147,7 @@ impl Call {
         }
         let upstream_model = route.upstream_model.clone();
         let body = flowgate_translate::encode_request(kind, self.ir()?, &upstream_model)
-            .map_err(request_error)?;
+            .map_err(|err| request_error(&err))?;
         // A redacted prompt for a same-dialect upstream: encoded from the IR, answered as is.
         let wire = if native {
             Wire::Native {
@@ -164,8 +164,8 @@ impl Call {
 }
 
 /// A request the translator refused: always the client's 400, naming the field.
-pub fn request_error(error: TranslateError) -> ApiError {
-    let param = match &error {
+pub fn request_error(error: &TranslateError) -> ApiError {
+    let param = match error {
         TranslateError::Invalid { .. } | TranslateError::Unsupported { .. } => None,
         _ => Some("body"),
     };

@@ -267,7 +267,7 @@ async fn count_tokens(State(state): State<AppState>, request: Request) -> Respon
     let counted = with_default_max_tokens(&body)
         .and_then(|body| {
             flowgate_translate::parse_request(Ingress::Anthropic, &body)
-                .map_err(call::request_error)
+                .map_err(|err| call::request_error(&err))
         })
         .map(|request| flowgate_translate::estimate::count_tokens_body(&request));
     match counted {

@@ -313,7 +313,7 @@ impl ClientStream {
     }
 
     /// Bytes owed to the client, then the terminating error event for `failure`.
-    fn fail_after(&mut self, owed: Bytes, failure: StreamFailure) -> Bytes {
+    fn fail_after(&mut self, owed: &[u8], failure: &StreamFailure) -> Bytes {
         let error = match failure {
             StreamFailure::Translate(err) => ApiError::UpstreamInvalid {
                 provider: self.provider.clone(),
@@ -330,7 +330,7 @@ impl ClientStream {
             return event;
         }
         let mut out = Vec::with_capacity(owed.len() + event.len());
-        out.extend_from_slice(&owed);
+        out.extend_from_slice(owed);
         out.extend_from_slice(&event);
         Bytes::from(out)
     }
@@ -371,7 +371,7 @@ impl Stream for ClientStream {
                         Ok(bytes) if bytes.is_empty() => continue,
                         Ok(bytes) => return Poll::Ready(Some(Ok(bytes))),
                         Err((owed, failure)) => {
-                            return Poll::Ready(Some(Ok(this.fail_after(owed, failure))));
+                            return Poll::Ready(Some(Ok(this.fail_after(&owed, &failure))));
                         }
                     }
                 }
@@ -388,7 +388,7 @@ impl Stream for ClientStream {
                         return Poll::Ready(Some(Ok(bytes)));
                     }
                     Err((owed, failure)) => {
-                        return Poll::Ready(Some(Ok(this.fail_after(owed, failure))));
+                        return Poll::Ready(Some(Ok(this.fail_after(&owed, &failure))));
                     }
                 },
             }

@@ -154,7 +154,7 @@ async fn streams_follow_anthropic_event_order_with_exact_usage() {
     let sent: Value = serde_json::from_slice(&recorded[0].body).unwrap_or_default();
     assert_eq!(sent["stream"], true);
     assert_eq!(sent["stream_options"]["include_usage"], true);
-    let mut unstreamed = sent.clone();
+    let mut unstreamed = sent;
     unstreamed["stream"] = json!(false);
     let answer = upstream_answer(unstreamed.to_string().as_bytes());
     assert_eq!(text_out, answer["choices"][0]["message"]["content"]);
