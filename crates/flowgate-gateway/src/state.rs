@@ -108,12 +108,16 @@ pub struct Policies {
     tenant_cache: std::sync::Mutex<HashMap<String, Policy>>,
 }
 
+/// The preset name of a tenant that wants no built-in rules (only configured and own rules).
+pub const NO_PRESET: &str = "none";
+
 impl Policies {
     pub fn compile(rules: &[flowgate_policy::Rule]) -> Result<Self, flowgate_policy::PolicyError> {
-        let by_preset: HashMap<&'static str, Policy> = Preset::ALL
+        let mut by_preset: HashMap<&'static str, Policy> = Preset::ALL
             .into_iter()
             .map(|preset| Ok((preset.as_str(), Policy::compile(Some(preset), rules)?)))
             .collect::<Result<_, flowgate_policy::PolicyError>>()?;
+        by_preset.insert(NO_PRESET, Policy::compile(None, rules)?);
         let default = Policy::compile(Some(Preset::Default), rules)?;
         Ok(Self {
             by_preset,
@@ -130,14 +134,15 @@ impl Policies {
         preset_name: &str,
         tenant_rules: &[flowgate_policy::Rule],
     ) -> Result<Policy, flowgate_policy::PolicyError> {
-        let preset = Preset::from_name(preset_name).unwrap_or_default();
+        let preset = (preset_name != NO_PRESET)
+            .then(|| Preset::from_name(preset_name).unwrap_or_default());
         let rules: Vec<flowgate_policy::Rule> = self
             .config_rules
             .iter()
             .chain(tenant_rules)
             .cloned()
             .collect();
-        Policy::compile(Some(preset), &rules)
+        Policy::compile(preset, &rules)
     }
 
     /// The policies of the tenants that have rules of their own, by tenant id. A tenant whose
@@ -434,6 +439,13 @@ impl AppState {
             master_key,
         )
         .map_err(|err| StartError::Webhooks(err.to_string()))?;
+        let checkpoint_events = webhooks.clone();
+        audit.on_checkpoint(move |origin, size| {
+            checkpoint_events.emit(crate::webhooks::Event::audit_checkpoint(
+                origin.to_owned(),
+                size,
+            ));
+        });
         let limiter = build_limiter(&config).await?;
         let policies =
             Policies::compile(&config.rules).map_err(|err| StartError::Policy(err.to_string()))?;

@@ -139,8 +139,26 @@ struct Pending {
     done: oneshot::Sender<Result<u64, AuditError>>,
 }
 
+/// Called with (origin, tree size) after each checkpoint is durably stored; set once by
+/// `AuditLog::on_checkpoint` (the gateway emits `audit.checkpoint` webhook events from it).
+type CheckpointFn = Box<dyn Fn(&str, u64) + Send + Sync>;
+
+#[derive(Clone, Default)]
+struct CheckpointHook(Arc<std::sync::OnceLock<CheckpointFn>>);
+
+impl std::fmt::Debug for CheckpointHook {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(if self.0.get().is_some() {
+            "CheckpointHook(set)"
+        } else {
+            "CheckpointHook(unset)"
+        })
+    }
+}
+
 #[derive(Debug)]
 struct Shared {
+    checkpoint_hook: CheckpointHook,
     sender: mpsc::Sender<Pending>,
     on_full: AuditOnFull,
     /// Dropped records not yet covered by a gap marker.
@@ -206,7 +224,9 @@ impl AuditLog {
         let (sender, receiver) = mpsc::channel(settings.queue_capacity.max(1));
         let dropped = Arc::new(AtomicU64::new(0));
         let stop = CancellationToken::new();
+        let checkpoint_hook = CheckpointHook::default();
         let writer = Writer {
+            checkpoint_hook: checkpoint_hook.clone(),
             appender,
             store: Arc::clone(&store),
             origin: origin.clone(),
@@ -219,6 +239,7 @@ impl AuditLog {
         let handle = tokio::spawn(writer.run(stop.clone()));
         Ok(Self {
             shared: Arc::new(Shared {
+                checkpoint_hook,
                 sender,
                 on_full: settings.on_full,
                 dropped,
@@ -271,6 +292,13 @@ impl AuditLog {
         }
     }
 
+    /// Registers the function called with (origin, size) after each checkpoint is stored.
+    /// It runs on the writer task, so it must not block. Only the first registration counts;
+    /// returns false for later ones.
+    pub fn on_checkpoint(&self, hook: impl Fn(&str, u64) + Send + Sync + 'static) -> bool {
+        self.shared.checkpoint_hook.0.set(Box::new(hook)).is_ok()
+    }
+
     /// This node's log name.
     pub fn origin(&self) -> &str {
         &self.shared.origin
@@ -297,6 +325,7 @@ impl AuditLog {
 }
 
 struct Writer {
+    checkpoint_hook: CheckpointHook,
     appender: LogAppender,
     store: Arc<dyn AuditStore>,
     origin: String,
@@ -454,6 +483,13 @@ impl Writer {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(2));
         };
+        if outcome.is_ok()
+            && let Some(hook) = self.checkpoint_hook.0.get()
+        {
+            for checkpoint in &batch.checkpoints {
+                hook(&self.origin, checkpoint.size);
+            }
+        }
         for (done, index) in batch.waiters {
             // A submitter that stopped waiting is fine: the record is stored all the same.
             let _ = done.send(outcome.map(|()| index));

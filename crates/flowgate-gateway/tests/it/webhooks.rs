@@ -7,7 +7,8 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
-use flowgate_test_support::{TestClient, TestGateway};
+use flowgate_test_support::gateway::config_for_upstream;
+use flowgate_test_support::{MockUpstream, TestClient, TestGateway};
 use hmac::{Hmac, KeyInit, Mac};
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::{Value, json};
@@ -188,11 +189,15 @@ async fn gateway(extra_env: &[(&str, &str)]) -> TestGateway {
 
 /// Creates a webhook for `key.rotated`; returns (id, secret).
 async fn create_webhook(gateway: &TestGateway, url: &str) -> (String, String) {
+    create_webhook_for(gateway, url, &["key.rotated"]).await
+}
+
+async fn create_webhook_for(gateway: &TestGateway, url: &str, events: &[&str]) -> (String, String) {
     let created = TestClient::new()
         .post_json(
             &gateway.url("/v1/webhooks"),
             &gateway.admin_key,
-            &json!({"url": url, "events": ["key.rotated"]}),
+            &json!({"url": url, "events": events}),
         )
         .await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
@@ -579,4 +584,44 @@ async fn ssrf_targets_are_refused_at_creation() {
         .get(&production.url("/v1/webhooks"), &production.admin_key)
         .await;
     assert_eq!(listed.json()["data"], json!([]));
+}
+
+#[tokio::test]
+async fn audit_checkpoints_are_delivered_without_request_content() {
+    let receiver = Receiver::start(&[]).await;
+    let upstream = MockUpstream::start()
+        .await
+        .unwrap_or_else(|err| panic!("mock upstream: {err}"));
+    let config = format!(
+        "[audit]\ncheckpoint_every_records = 1\n{}",
+        config_for_upstream(&upstream.base_url())
+    );
+    let gateway = TestGateway::spawn(&config, &[DEVELOPMENT])
+        .await
+        .unwrap_or_else(|err| panic!("gateway: {err:#}"));
+    let (_webhook_id, secret) =
+        create_webhook_for(&gateway, &receiver.url(), &["audit.checkpoint"]).await;
+
+    let answer = TestClient::new()
+        .post_json(
+            &gateway.url("/v1/chat/completions"),
+            &gateway.tenant_key,
+            &crate::chat_body(false),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+
+    let received = receiver.wait_for(1, Duration::from_secs(10)).await;
+    let (_, body, signature) = &received[0];
+    assert!(verify_signature(&secret, signature, body));
+    let text = String::from_utf8_lossy(body);
+    assert!(!text.contains("Say hello"), "no prompt text in {text}");
+    let payload: Value = serde_json::from_slice(body).unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(payload["type"], "audit.checkpoint");
+    assert_eq!(payload["tenant_id"], Value::Null);
+    assert!(payload["data"]["origin"].is_string(), "{payload}");
+    assert!(
+        payload["data"]["size"].as_u64().unwrap_or(0) >= 1,
+        "{payload}"
+    );
 }
