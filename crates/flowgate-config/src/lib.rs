@@ -183,6 +183,8 @@ pub struct AuditConfig {
     /// Longest wait for a request's audit record to become durable; past it the request is
     /// refused (503) in `refuse` mode and served (the record stays queued) in `serve` mode.
     pub durable_timeout: Duration,
+    /// `false` records nothing (benchmarks of the bare proxy; not for production).
+    pub enabled: bool,
 }
 
 /// Metrics (and, later, traces) settings: `[telemetry]`.

@@ -109,6 +109,7 @@ pub(crate) struct RawAudit {
     pub on_full: Option<String>,
     pub queue_capacity: Option<usize>,
     pub durable_timeout_ms: Option<u64>,
+    pub enabled: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

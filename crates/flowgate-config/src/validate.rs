@@ -287,6 +287,7 @@ pub fn from_sources(
             }
             value => Duration::from_millis(value.unwrap_or(2000)),
         },
+        enabled: raw.audit.enabled.unwrap_or(true),
     };
 
     let telemetry = TelemetryConfig {

@@ -7,7 +7,7 @@ use flowgate_types::{ApiKeySecret, KeyHasher, KeyId, TenantId, now_millis};
 use serde::{Deserialize, Serialize};
 
 /// Presets a tenant may choose (the policy engine defines what they do).
-pub const RULE_PRESETS: &[&str] = &["default", "strict", "audit-only"];
+pub const RULE_PRESETS: &[&str] = &["default", "strict", "audit-only", "none"];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

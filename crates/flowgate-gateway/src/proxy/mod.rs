@@ -141,16 +141,17 @@ async fn infer(state: AppState, request: Request, endpoint: Endpoint) -> Respons
         &parts.headers,
     );
     let tenant = &principal.tenant;
+    let audited = state.config().audit.enabled;
     // The prompt's keyed hash for the audit record, over the text the client sent.
     let request_hash = match endpoint {
-        Endpoint::Chat(_) => match call.ir() {
+        Endpoint::Chat(_) if audited => match call.ir() {
             Ok(request) => Some(record::content_hash(
                 &tenant.content_key,
                 &record::prompt_text(request),
             )),
             Err(error) => return context.fail(error),
         },
-        Endpoint::Embeddings => None,
+        _ => None,
     };
     // Stage 5b: screening of the prompt (block, redact, flag).
     if endpoint != Endpoint::Embeddings && tenant.policy.screens(Phase::Request) {
@@ -161,26 +162,33 @@ async fn infer(state: AppState, request: Request, endpoint: Endpoint) -> Respons
     }
     // Stage 5c: the request-side audit record, durable while the upstream call runs.
     if context.screening.decision == Decision::Block {
-        let receipt =
-            state
-                .audit()
-                .submit(record::request_record(&context, request_hash, Some(403)));
-        if let Err(error) = await_durable(&state, &mut context, receipt).await {
-            return context.fail(error);
+        if audited {
+            let receipt =
+                state
+                    .audit()
+                    .submit(record::request_record(&context, request_hash, Some(403)));
+            if let Err(error) = await_durable(&state, &mut context, receipt).await {
+                return context.fail(error);
+            }
         }
         let violation = context.screening.violation(Phase::Request);
         return context.fail(violation);
     }
-    let receipt = state
-        .audit()
-        .submit(record::request_record(&context, request_hash, None));
-    context.audit = Some(state.audit().clone());
+    let receipt = audited.then(|| {
+        context.audit = Some(state.audit().clone());
+        state
+            .audit()
+            .submit(record::request_record(&context, request_hash, None))
+    });
     // Stage 6: routing, concurrently with the audit write.
     let audit = &state.config().audit;
-    let (dispatched, durable) = tokio::join!(
-        route::dispatch(&model, &mut call, &mut context),
-        durable_index(receipt, audit.durable_timeout, audit.on_full)
-    );
+    let (dispatched, durable) =
+        tokio::join!(route::dispatch(&model, &mut call, &mut context), async {
+            match receipt {
+                Some(receipt) => durable_index(receipt, audit.durable_timeout, audit.on_full).await,
+                None => Ok(None),
+            }
+        });
     match durable {
         Ok(index) => context.audit_index = index,
         Err(error) => return context.fail(error),

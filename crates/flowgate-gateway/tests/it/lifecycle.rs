@@ -138,3 +138,21 @@ async fn the_database_never_holds_a_key() {
         assert!(!haystack.windows(body.len()).any(|window| window == body));
     }
 }
+
+#[tokio::test]
+async fn with_the_audit_log_disabled_nothing_is_recorded() {
+    let (_upstream, gateway) = setup_with("[audit]\nenabled = false\n").await;
+    let response = TestClient::new()
+        .post_json(
+            &gateway.url("/v1/chat/completions"),
+            &gateway.tenant_key,
+            &chat_body(false),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    assert!(response.header("x-flowgate-audit-index").is_none());
+    let listed = TestClient::new()
+        .get(&gateway.url("/v1/audit"), &gateway.admin_key)
+        .await;
+    assert_eq!(listed.json()["data"].as_array().map(Vec::len), Some(0));
+}

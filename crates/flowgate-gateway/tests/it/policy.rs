@@ -372,3 +372,43 @@ async fn a_screened_answer_that_needs_no_change_is_forwarded_byte_for_byte() {
         "{records:?}"
     );
 }
+
+#[tokio::test]
+async fn the_none_preset_keeps_only_configured_rules() {
+    let (upstream, gateway) = gateway().await;
+    let client = TestClient::new();
+    let patched = client
+        .call(
+            Method::PATCH,
+            &gateway.url(&format!("/v1/tenants/{}", gateway.tenant_id)),
+            &[("authorization", &format!("Bearer {}", gateway.admin_key))],
+            json!({"rules_preset": "none"}).to_string(),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text());
+    let card = client
+        .post_json(
+            &gateway.url("/v1/chat/completions"),
+            &gateway.tenant_key,
+            &chat_with("charge my card 4111 1111 1111 1111 today"),
+        )
+        .await;
+    assert_eq!(card.status, StatusCode::OK);
+    let sent = String::from_utf8_lossy(&upstream.requests()[0].body).into_owned();
+    assert!(
+        sent.contains("4111 1111 1111 1111"),
+        "no preset detector: {sent}"
+    );
+    let configured = client
+        .post_json(
+            &gateway.url("/v1/chat/completions"),
+            &gateway.tenant_key,
+            &chat_with("project-x"),
+        )
+        .await;
+    assert_eq!(
+        configured.status,
+        StatusCode::FORBIDDEN,
+        "configured rules still apply"
+    );
+}
