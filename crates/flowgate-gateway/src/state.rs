@@ -111,9 +111,6 @@ pub struct Policies {
 /// The preset name of a tenant that wants no built-in rules (only configured and own rules).
 pub const NO_PRESET: &str = "none";
 
-/// The preset name of a tenant that wants no built-in rules (only configured and own rules).
-pub const NO_PRESET: &str = "none";
-
 impl Policies {
     pub fn compile(rules: &[flowgate_policy::Rule]) -> Result<Self, flowgate_policy::PolicyError> {
         let mut by_preset: HashMap<&'static str, Policy> = Preset::ALL
