@@ -1,11 +1,13 @@
 //! Domain types shared by every flowgate crate: identifiers, API-key material, the master key and
 //! token usage. Pure data and pure functions: no IO, no async, no HTTP.
 
+pub mod envelope;
 pub mod ids;
 pub mod keys;
 pub mod master;
 pub mod usage;
 
+pub use envelope::{Envelope, EnvelopeError};
 pub use ids::{KeyId, RequestId, RequestIdGenerator, TenantId};
 pub use keys::{ApiKeySecret, KeyDigest, KeyFormatError, KeyHasher};
 pub use master::{MasterKey, MasterKeyError};
