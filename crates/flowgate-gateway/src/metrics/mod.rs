@@ -20,7 +20,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use exposition::{Exposition, Kind, ProcessStats};
-use family::{Family, Histogram, OTHER};
+use family::{BuildLabelHasher, Family, Histogram, OTHER};
 use flowgate_config::Config;
 use flowgate_types::Usage;
 use http::HeaderMap;
@@ -329,10 +329,10 @@ pub struct ScrapeGauges<'a> {
 /// The registry. One per `AppState`; no globals, so several gateways in one test process
 /// count separately.
 pub struct Metrics {
-    models: HashMap<Box<str>, usize>,
+    models: HashMap<Box<str>, usize, BuildLabelHasher>,
     /// Configured model names, then `other`.
     model_labels: Vec<Arc<str>>,
-    providers: HashMap<Box<str>, usize>,
+    providers: HashMap<Box<str>, usize, BuildLabelHasher>,
     /// Configured provider names, then `other`.
     provider_labels: Vec<Arc<str>>,
     tenants: Mutex<TenantLabels>,
@@ -699,8 +699,8 @@ impl Metrics {
 /// Names to label indexes, and the labels with `other` appended last.
 fn label_table<'a>(
     names: impl IntoIterator<Item = &'a str>,
-) -> (HashMap<Box<str>, usize>, Vec<Arc<str>>) {
-    let mut index = HashMap::new();
+) -> (HashMap<Box<str>, usize, BuildLabelHasher>, Vec<Arc<str>>) {
+    let mut index = HashMap::default();
     let mut labels: Vec<Arc<str>> = Vec::new();
     for name in names {
         if !index.contains_key(name) {
