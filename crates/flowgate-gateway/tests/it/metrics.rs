@@ -321,3 +321,66 @@ async fn the_dashboard_route_serves_the_same_metrics_to_the_admin_key_only() {
         .await;
     assert_eq!(public.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn tenants_beyond_the_configured_label_budget_share_other() {
+    let upstream = MockUpstream::start()
+        .await
+        .unwrap_or_else(|err| panic!("mock upstream: {err}"));
+    let config = format!(
+        "[telemetry]\nmax_tenant_labels = 1\n{}",
+        config_for_upstream(&upstream.base_url())
+    );
+    let gateway = TestGateway::spawn(&config, &[])
+        .await
+        .unwrap_or_else(|err| panic!("gateway: {err:#}"));
+    let client = TestClient::new();
+    let url = gateway.url("/v1/chat/completions");
+    // A request without a valid key is `none` and does not use up the budget.
+    let anonymous = client
+        .post_json(&url, "fgk_invalid", &chat_body(false))
+        .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    let first = client
+        .post_json(&url, &gateway.tenant_key, &chat_body(false))
+        .await;
+    assert_eq!(first.status, StatusCode::OK);
+    let mut later_ids = Vec::new();
+    for name in ["second", "third"] {
+        let created = client
+            .post_json(
+                &gateway.url("/v1/tenants"),
+                &gateway.admin_key,
+                &json!({"name": name}),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+        later_ids.push(created.json()["id"].as_str().unwrap_or_default().to_owned());
+        let key = created.json()["api_key"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let response = client.post_json(&url, &key, &chat_body(false)).await;
+        assert_eq!(response.status, StatusCode::OK);
+    }
+    let text = scrape(&gateway).await;
+    let model = "gpt-4o-mini";
+    assert_eq!(
+        count(
+            &text,
+            &requests(&gateway.tenant_id, model, "mock", "allowed", 200)
+        ),
+        1
+    );
+    assert_eq!(
+        count(&text, &requests("other", model, "mock", "allowed", 200)),
+        2
+    );
+    assert_eq!(
+        count(&text, &requests("none", "none", "none", "error", 401)),
+        1
+    );
+    for id in later_ids {
+        assert!(!text.contains(&id), "{id} has a label of its own");
+    }
+}
