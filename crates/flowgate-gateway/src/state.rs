@@ -134,8 +134,8 @@ impl Policies {
         preset_name: &str,
         tenant_rules: &[flowgate_policy::Rule],
     ) -> Result<Policy, flowgate_policy::PolicyError> {
-        let preset = (preset_name != NO_PRESET)
-            .then(|| Preset::from_name(preset_name).unwrap_or_default());
+        let preset =
+            (preset_name != NO_PRESET).then(|| Preset::from_name(preset_name).unwrap_or_default());
         let rules: Vec<flowgate_policy::Rule> = self
             .config_rules
             .iter()
@@ -430,6 +430,7 @@ impl AppState {
         )
         .await
         .map_err(StartError::Audit)?;
+        let metrics = Arc::new(crate::metrics::Metrics::new(&config));
         let webhook_store = store
             .webhook_store()
             .ok_or_else(|| StartError::Webhooks("the store keeps no webhooks".to_owned()))?;
@@ -437,6 +438,7 @@ impl AppState {
             webhook_store,
             crate::webhooks::WebhookSettings::from_config(&config),
             master_key,
+            Arc::clone(&metrics),
         )
         .map_err(|err| StartError::Webhooks(err.to_string()))?;
         let checkpoint_events = webhooks.clone();
@@ -457,7 +459,6 @@ impl AppState {
             &policies,
             &content_key,
         );
-        let metrics = Arc::new(crate::metrics::Metrics::new(&config));
         let state = Self {
             inner: Arc::new(Inner {
                 config,

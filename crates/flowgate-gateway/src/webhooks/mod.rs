@@ -22,6 +22,7 @@
 
 pub mod secret;
 
+use crate::metrics::{Metrics, WebhookOutcome};
 use flowgate_config::Config;
 use flowgate_providers::allowlist::{AddressPolicy, OutboundUrl, UrlRefusal};
 use flowgate_providers::{OutboundClient, OutboundError};
@@ -355,8 +356,8 @@ struct Inner {
     /// Wakes the worker when new rows were written.
     written: Notify,
     dropped: AtomicU64,
-    delivered: AtomicU64,
-    failed: AtomicU64,
+    /// `flowgate_webhook_deliveries_total{outcome}`.
+    metrics: Arc<Metrics>,
 }
 
 /// The node's webhook handle; cheap to clone.
@@ -371,6 +372,7 @@ impl Webhooks {
         store: Arc<dyn WebhookStore>,
         settings: WebhookSettings,
         master_key: &MasterKey,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, OutboundError> {
         let client = OutboundClient::new(settings.policy.clone(), settings.timeout)?;
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
@@ -384,8 +386,7 @@ impl Webhooks {
                 receiver: Mutex::new(Some(receiver)),
                 written: Notify::new(),
                 dropped: AtomicU64::new(0),
-                delivered: AtomicU64::new(0),
-                failed: AtomicU64::new(0),
+                metrics,
             }),
         })
     }
@@ -407,14 +408,6 @@ impl Webhooks {
     /// Events dropped because the queue was full, since start.
     pub fn dropped_events(&self) -> u64 {
         self.inner.dropped.load(Ordering::Relaxed)
-    }
-
-    /// Deliveries that succeeded / were marked failed by this node, since start.
-    pub fn delivery_counts(&self) -> (u64, u64) {
-        (
-            self.inner.delivered.load(Ordering::Relaxed),
-            self.inner.failed.load(Ordering::Relaxed),
-        )
     }
 
     pub fn store(&self) -> &Arc<dyn WebhookStore> {
@@ -594,7 +587,7 @@ impl Inner {
         let now = now_millis();
         let (status, next_attempt_at, last_status, last_error) = match result {
             Ok(code) if code.is_success() => {
-                self.delivered.fetch_add(1, Ordering::Relaxed);
+                self.metrics.webhook_delivery(WebhookOutcome::Delivered);
                 (DeliveryStatus::Delivered, now, Some(code.as_u16()), None)
             }
             failure => {
@@ -603,10 +596,11 @@ impl Inner {
                     Err(err) => (None, err),
                 };
                 if attempts > self.settings.max_retries {
-                    self.failed.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.webhook_delivery(WebhookOutcome::Failed);
                     tracing::warn!(delivery_id = %delivery.id, webhook_id = %delivery.webhook_id, attempts, error = %error, "webhook delivery failed for good");
                     (DeliveryStatus::Failed, now, last_status, Some(error))
                 } else {
+                    self.metrics.webhook_delivery(WebhookOutcome::Retried);
                     let delay = self.settings.backoff_after(attempts);
                     let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
                     tracing::debug!(delivery_id = %delivery.id, attempts, error = %error, "webhook delivery will be retried");

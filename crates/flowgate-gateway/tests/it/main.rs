@@ -10,6 +10,7 @@ mod lifecycle;
 mod limits;
 mod metrics;
 mod policy;
+mod redis_outage;
 mod routing;
 mod rules;
 mod streaming;

@@ -409,6 +409,25 @@ async fn server_errors_are_retried_with_doubling_backoff_then_marked_failed() {
     // Failed is final.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(receiver.count(), 3);
+    let metrics = TestClient::new()
+        .call(
+            Method::GET,
+            &format!("{}/metrics", gateway.internal_url),
+            &[],
+            "",
+        )
+        .await
+        .text();
+    for line in [
+        "flowgate_webhook_deliveries_total{outcome=\"retried\"} 2",
+        "flowgate_webhook_deliveries_total{outcome=\"failed\"} 1",
+        "flowgate_webhook_deliveries_total{outcome=\"delivered\"} 0",
+    ] {
+        assert!(
+            metrics.lines().any(|sample| sample == line),
+            "`{line}` missing from {metrics}"
+        );
+    }
 }
 
 #[tokio::test]
