@@ -8,7 +8,9 @@ use crate::error::{ApiError, ErrorCode};
 use crate::metrics::{Metrics, RequestOutcome};
 use crate::proxy::screen::Screening;
 use crate::state::AppState;
+use crate::webhooks::Event;
 use axum::response::Response;
+use flowgate_policy::{Action, Decision};
 use flowgate_ratelimit::{LimitSnapshot, RateLimitHeaders};
 use flowgate_types::{ApiFormat, KeyId, RequestId, TenantId, Usage};
 use http::header::HeaderValue;
@@ -53,6 +55,8 @@ pub struct RequestContext {
     /// The request-side record's index, for `x-flowgate-audit-index`.
     pub audit_index: Option<u64>,
     metrics: Arc<Metrics>,
+    /// Where policy and rate-limit events go (never blocks).
+    webhooks: crate::webhooks::Webhooks,
     /// The overhead sent in `x-flowgate-overhead-ms`, fixed when the head is stamped so the
     /// metrics record the same value even when a stream ends later.
     stamped_overhead: OnceLock<Duration>,
@@ -102,6 +106,7 @@ impl RequestContext {
             audit: None,
             audit_index: None,
             metrics: Arc::clone(state.metrics()),
+            webhooks: state.webhooks().clone(),
             stamped_overhead: OnceLock::new(),
         }
     }
@@ -132,6 +137,11 @@ impl RequestContext {
         response
     }
 
+    /// This node's metrics, for the stages that record more than the request line.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     pub fn fail(&self, error: ApiError) -> Response {
         if let ApiError::RateLimited { limit, .. } = &error {
             let tenant = self
@@ -139,8 +149,53 @@ impl RequestContext {
                 .as_ref()
                 .map_or(crate::metrics::NONE, TenantId::as_str);
             self.metrics.ratelimit_rejection(tenant, limit);
+            if let Some(tenant) = &self.tenant_id {
+                self.webhooks.emit(Event::ratelimit_exceeded(
+                    tenant.clone(),
+                    self.request_id.clone(),
+                    limit,
+                ));
+            }
         }
         self.finish(error.into_response_for(self.format), false)
+    }
+
+    /// Rule findings to the metrics, and a `request.blocked` / `request.flagged` event.
+    fn report_policy(&self) {
+        // An `allow` hit is an exception that let text through, not a violation.
+        for hit in self
+            .screening
+            .hits
+            .iter()
+            .filter(|hit| hit.action != Action::Allow)
+        {
+            self.metrics
+                .rule_violation(&hit.rule_id, hit.action.as_str());
+        }
+        let Some(tenant) = &self.tenant_id else {
+            return;
+        };
+        let rules = |action: Action| -> Vec<String> {
+            self.screening
+                .hits
+                .iter()
+                .filter(|hit| hit.action == action)
+                .map(|hit| hit.rule_id.to_string())
+                .collect()
+        };
+        match self.screening.decision {
+            Decision::Block => self.webhooks.emit(Event::request_blocked(
+                tenant.clone(),
+                self.request_id.clone(),
+                rules(Action::Block),
+            )),
+            Decision::Flag => self.webhooks.emit(Event::request_flagged(
+                tenant.clone(),
+                self.request_id.clone(),
+                rules(Action::Flag),
+            )),
+            Decision::Allow | Decision::Redact => {}
+        }
     }
 
     /// One access-log line per request (and its completion audit record, and the request's
@@ -162,6 +217,7 @@ impl RequestContext {
             latency,
             overhead,
         });
+        self.report_policy();
         if let Some(audit) = &self.audit {
             // The request-side record is already durable; a lost completion record (full
             // queue) is counted by the log's gap marker.

@@ -16,6 +16,7 @@
 //! stage renders its error in the client's dialect) or the last transport error.
 
 use crate::error::ApiError;
+use crate::metrics::AttemptOutcome;
 use crate::proxy::breaker::Permit;
 use crate::proxy::call::{Call, Prepared, Wire};
 use crate::proxy::context::RequestContext;
@@ -140,6 +141,11 @@ pub async fn dispatch<'a>(
     for (position, route) in model.order(draw).enumerate() {
         let more_routes = position + 1 < model.routes.len();
         if route.breaker.permit() == Permit::Open {
+            context.metrics().upstream_attempt(
+                &route.upstream.name,
+                AttemptOutcome::CircuitOpen,
+                Duration::ZERO,
+            );
             tracing::debug!(request_id = %context.request_id, provider = %route.upstream.name, "circuit open; route skipped");
             last_error.get_or_insert(ApiError::Unavailable {
                 subsystem: "every route of this model (circuit open)",
@@ -148,6 +154,7 @@ pub async fn dispatch<'a>(
         }
         if position > 0 {
             context.fallbacks += 1;
+            context.metrics().fallback(&model.name);
         }
         let prepared = call.prepare(route)?;
         let attempts = route.retry.max_retries + 1;
@@ -157,7 +164,17 @@ pub async fn dispatch<'a>(
             context.provider = Some(route.upstream.name.clone());
             let started = Instant::now();
             let result = send(route, &prepared, call, context).await;
-            context.upstream_time += started.elapsed();
+            let waited = started.elapsed();
+            context.upstream_time += waited;
+            let outcome = match &result {
+                Ok(response) => AttemptOutcome::from_status(response.status),
+                Err(UpstreamError::Connect { .. }) => AttemptOutcome::ConnectError,
+                Err(UpstreamError::Timeout { .. }) => AttemptOutcome::Timeout,
+                Err(_) => AttemptOutcome::Error,
+            };
+            context
+                .metrics()
+                .upstream_attempt(&route.upstream.name, outcome, waited);
             let retry_after = match result {
                 Ok(response) => match classify(response.status) {
                     Verdict::Done => {
@@ -214,6 +231,7 @@ pub async fn dispatch<'a>(
             };
             let delay = backoff(route.retry.backoff, attempt).max(retry_after.unwrap_or_default());
             context.retries += 1;
+            context.metrics().retry(&route.upstream.name);
             tokio::time::sleep(delay).await;
         }
     }

@@ -365,7 +365,9 @@ impl Stream for ClientStream {
                 Poll::Ready(Some(Ok(chunk))) => {
                     if this.first_chunk {
                         this.first_chunk = false;
-                        this.context.first_token = Some(this.context.started.elapsed());
+                        let ttft = this.context.started.elapsed();
+                        this.context.first_token = Some(ttft);
+                        this.context.metrics().ttft(&this.provider, ttft);
                     }
                     match this.converter.feed(chunk) {
                         Ok(bytes) if bytes.is_empty() => continue,

@@ -125,6 +125,20 @@ async fn a_blocked_prompt_gets_a_403_in_each_dialect_and_never_reaches_the_upstr
     assert_eq!(anthropic.json()["type"], "error");
     assert_eq!(anthropic.json()["error"]["type"], "permission_error");
     assert_eq!(upstream.request_count(), 0);
+    let metrics = TestClient::new()
+        .call(
+            Method::GET,
+            &format!("{}/metrics", gateway.internal_url),
+            &[],
+            "",
+        )
+        .await
+        .text();
+    assert!(
+        metrics.lines().any(|line| line
+            == "flowgate_rule_violations_total{rule_id=\"project-codename\",action=\"block\"} 2"),
+        "{metrics}"
+    );
     let request_id = response.header("x-request-id").unwrap_or_default();
     let records = audit_records(&gateway, request_id).await;
     assert_eq!(records.len(), 1, "{records:?}");

@@ -53,6 +53,23 @@ fn status(body: &str, code: u16) -> Behaviour {
     }
 }
 
+/// The internal listener's Prometheus text.
+async fn metrics(gateway: &TestGateway) -> String {
+    TestClient::new()
+        .call(
+            http::Method::GET,
+            &format!("{}/metrics", gateway.internal_url),
+            &[],
+            "",
+        )
+        .await
+        .text()
+}
+
+fn has_line(text: &str, line: &str) -> bool {
+    text.lines().any(|candidate| candidate == line)
+}
+
 const SERVER_ERROR: &str = r#"{"error":{"message":"boom","type":"server_error","code":null}}"#;
 
 #[tokio::test]
@@ -69,6 +86,15 @@ async fn a_server_error_is_retried_on_the_same_route() {
     assert_eq!(response.status, StatusCode::OK, "{}", response.text());
     assert_eq!(primary.request_count(), 2, "one failure, one retry");
     assert_eq!(backup.request_count(), 0);
+    let text = metrics(&gateway).await;
+    for line in [
+        "flowgate_retries_total{provider=\"primary\"} 1",
+        "flowgate_upstream_attempts_total{provider=\"primary\",outcome=\"server_error\"} 1",
+        "flowgate_upstream_attempts_total{provider=\"primary\",outcome=\"success\"} 1",
+        "flowgate_fallbacks_total{model=\"gpt-4o-mini\"} 0",
+    ] {
+        assert!(has_line(&text, line), "missing `{line}` in\n{text}");
+    }
 }
 
 #[tokio::test]
@@ -113,6 +139,13 @@ async fn a_stalled_route_times_out_and_falls_back() {
     assert_eq!(response.status, StatusCode::OK, "{}", response.text());
     assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!(backup.request_count(), 1, "the backup answered");
+    let text = metrics(&gateway).await;
+    for line in [
+        "flowgate_upstream_attempts_total{provider=\"primary\",outcome=\"timeout\"} 1",
+        "flowgate_fallbacks_total{model=\"gpt-4o-mini\"} 1",
+    ] {
+        assert!(has_line(&text, line), "missing `{line}` in\n{text}");
+    }
     // The wait on the stalled upstream is not the gateway's overhead.
     let overhead: f64 = response
         .header("x-flowgate-overhead-ms")
@@ -191,6 +224,10 @@ async fn the_circuit_opens_after_consecutive_failures_and_a_probe_closes_it() {
     // Two failures opened the circuit: the third request went straight to the backup.
     assert_eq!(primary.request_count(), 2);
     assert_eq!(backup.request_count(), 3);
+    assert!(has_line(
+        &metrics(&gateway).await,
+        "flowgate_upstream_attempts_total{provider=\"primary\",outcome=\"circuit_open\"} 1"
+    ));
     tokio::time::sleep(Duration::from_millis(500)).await;
     // After the cooldown one probe goes to the primary (healthy now) and closes the circuit.
     for _ in 0..2 {
