@@ -1,24 +1,37 @@
 #!/usr/bin/env bash
-# The gateway-overhead benchmark. One command:
+# The governed-overhead benchmark. One command:
 #
-#   bench/overhead.sh [--rates "1000 2000"] [--duration 10]
+#   bench/overhead.sh [--rates "500 2000 5000"] [--duration 10] [--max "2000 4000 ..."]
 #
-# Starts the fast mock upstream (flowgate-mock-upstream) and flowgate (release build,
-# production mode, SQLite, auth on), then drives both with flowgate-loadgen at fixed request
-# rates (open loop, latency measured from each request's scheduled time), first straight to the
-# mock ("direct"), then through the gateway, and at concurrency 1 (closed loop, one
-# connection). The overhead is gateway minus direct at the same percentile. CPU pinning on the
-# 2-core machine: the gateway alone on CPU 1; the mock and the load generator share CPU 0.
-# Prints a Markdown table and writes the raw JSON under bench/results/.
+# Starts the fast mock upstream (flowgate-mock-upstream: a fixed OpenAI answer or stream) and
+# drives, with flowgate-loadgen (open loop at fixed rates over 32 keep-alive connections,
+# 2 s warm-up; then closed loop over one connection), four paths:
+#   direct    straight to the mock;
+#   auth      flowgate with nothing but key authentication (tenant preset "none", no rules,
+#             [audit] enabled = false; admission still runs with a limit far above the load);
+#   governed  flowgate with everything on: authentication, in-process limits, the `default`
+#             policy preset screening the prompt and the answer, the audit log with a
+#             request record made durable (SQLite WAL commit) before each answer plus a
+#             completion record, metrics;
+#   governed-stream  the same with streamed answers (screened chunk by chunk).
+# Then, per path, the highest rate it keeps with >= 99.9 % successful answers (the --max
+# ladder, 5 s per step). Overhead = path minus direct at the same percentile. Both flowgate
+# builds are the same release binary; the two configurations run one after the other.
+#
+# CPU pinning on the 2-core machine: the gateway alone on CPU 1 (`taskset -c 1`), the mock
+# and the load generator together on CPU 0. Prints a Markdown table, RSS (idle after start,
+# peak at the end) per gateway, and writes the raw JSON under bench/results/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-rates="1000 2000"
+rates="500 2000 5000"
 duration=10
+ladder="2000 4000 6000 8000 10000 12000"
 while [ $# -gt 0 ]; do
   case "$1" in
     --rates) rates="$2"; shift 2 ;;
     --duration) duration="$2"; shift 2 ;;
+    --max) ladder="$2"; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -38,14 +51,64 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 
-mock_port=$(free_port); gw_port=$(free_port); internal_port=$(free_port)
+mock_port=$(free_port)
 taskset -c 0 "$bin/flowgate-mock-upstream" --listen "127.0.0.1:$mock_port" --threads 1 & pids+=($!)
 wait_port "$mock_port"
 
-cat > "$work/flowgate.toml" <<TOML
+admin_key="fga_$(python3 -c 'import secrets; print(secrets.token_hex(24))')"
+export FLOWGATE_MASTER_KEY="$("$bin/flowgate" gen-master-key)"
+export FLOWGATE_ADMIN_API_KEY="$admin_key"
+export FLOWGATE_LOG_LEVEL=warn
+
+body='{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"What is the capital of France? Answer in one sentence."}],"temperature":0.2,"max_tokens":64}'
+stream_body='{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"What is the capital of France? Answer in one sentence."}],"temperature":0.2,"max_tokens":64}'
+
+load() { # url rate connections body [header] -> JSON line
+  local url="$1" rate="$2" connections="$3" payload="$4"; shift 4
+  taskset -c 0 "$bin/flowgate-loadgen" --url "$url" --rate "$rate" --connections "$connections" \
+    --duration "$duration" --warmup 2 --body "$payload" "$@"
+}
+
+echo "[" > "$out"
+first=1
+emit() { if [ $first -eq 0 ]; then echo "," >> "$out"; fi; first=0; echo "{\"scenario\":\"$1\",\"result\":$2}" >> "$out"; }
+
+# The highest ladder rate kept with >= 99.9 % success and >= 95 % of the target rate.
+max_rate() { # label url body [header]
+  local label="$1" url="$2" payload="$3"; shift 3
+  local kept=0
+  for rate in $ladder; do
+    local saved=$duration; duration=5
+    local r; r=$(load "$url" "$rate" 64 "$payload" "$@")
+    duration=$saved
+    if python3 -c 'import json,sys; r=json.loads(sys.argv[1]); t=int(sys.argv[2]); n=r["requests"] if "requests" in r else r["achieved_rate"]*5; bad=r["errors"]+r["non_2xx"]; sys.exit(0 if r["achieved_rate"]>=0.95*t and bad<=0.001*max(n,1) else 1)' "$r" "$rate"; then
+      kept=$rate
+    else
+      break
+    fi
+  done
+  emit "$label@max" "{\"max_rate\":$kept}"
+}
+
+for rate in $rates; do
+  emit "direct@$rate" "$(load "http://127.0.0.1:$mock_port/v1/chat/completions" "$rate" 32 "$body")"
+done
+emit "direct@c1" "$(load "http://127.0.0.1:$mock_port/v1/chat/completions" 0 1 "$body")"
+max_rate direct "http://127.0.0.1:$mock_port/v1/chat/completions" "$body"
+
+# One gateway configuration: start it pinned, create the bench tenant, run its loads, stop it.
+run_gateway() { # name audit_enabled preset
+  local name="$1" audit="$2" preset="$3"
+  local gw_port internal_port dir
+  gw_port=$(free_port); internal_port=$(free_port); dir="$work/$name"; mkdir -p "$dir"
+  cat > "$dir/flowgate.toml" <<TOML
 [server]
 listen = "127.0.0.1:$gw_port"
 internal_listen = "127.0.0.1:$internal_port"
+
+[audit]
+enabled = $audit
+on_full = "refuse"
 
 [[providers]]
 name = "mock"
@@ -56,58 +119,74 @@ base_url = "http://127.0.0.1:$mock_port/v1"
 name = "gpt-4o-mini"
 routes = [ { provider = "mock" } ]
 TOML
-admin_key="fga_$(python3 -c 'import secrets; print(secrets.token_hex(24))')"
-export FLOWGATE_MASTER_KEY="$("$bin/flowgate" gen-master-key)"
-export FLOWGATE_ADMIN_API_KEY="$admin_key"
-export FLOWGATE_DATABASE_URL="sqlite://$work/flowgate.db"
-export FLOWGATE_LOG_LEVEL=warn
-(cd "$work" && exec taskset -c 1 "$bin/flowgate" serve) & gw_pid=$!; pids+=($gw_pid)
-wait_port "$gw_port"
-tenant_key=$(python3 - "$gw_port" "$admin_key" <<'PY'
+  (cd "$dir" && FLOWGATE_DATABASE_URL="sqlite://$dir/flowgate.db" exec taskset -c 1 "$bin/flowgate" serve) &
+  local gw_pid=$!; pids+=($gw_pid)
+  wait_port "$gw_port"
+  local key
+  key=$(python3 - "$gw_port" "$admin_key" "$preset" <<'PY'
 import json, sys, urllib.request
-port, admin = sys.argv[1], sys.argv[2]
-req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/tenants", data=json.dumps({"name": "bench", "max_requests_per_minute": 10000000}).encode(),
+port, admin, preset = sys.argv[1], sys.argv[2], sys.argv[3]
+body = {"name": "bench", "max_requests_per_minute": 10000000, "rules_preset": preset}
+req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/tenants", data=json.dumps(body).encode(),
                              method="POST", headers={"Authorization": f"Bearer {admin}", "Content-Type": "application/json"})
 print(json.load(urllib.request.urlopen(req))["api_key"])
 PY
 )
-idle_rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$gw_pid/status")
-
-body='{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"What is the capital of France? Answer in one sentence."}],"temperature":0.2,"max_tokens":64}'
-load() { # target rate connections -> JSON line
-  taskset -c 0 "$bin/flowgate-loadgen" --url "$1" --rate "$2" --connections "$3" --duration "$duration" --warmup 2 \
-    --body "$body" --header "authorization: Bearer $tenant_key"
+  local idle; idle=$(awk '/VmRSS/ {print $2}' "/proc/$gw_pid/status")
+  local url="http://127.0.0.1:$gw_port/v1/chat/completions"
+  local auth="authorization: Bearer $key"
+  for rate in $rates; do
+    emit "$name@$rate" "$(load "$url" "$rate" 32 "$body" --header "$auth")"
+  done
+  emit "$name@c1" "$(load "$url" 0 1 "$body" --header "$auth")"
+  if [ "$name" = governed ]; then
+    for rate in $rates; do
+      emit "governed-stream@$rate" "$(load "$url" "$rate" 32 "$stream_body" --header "$auth")"
+    done
+    emit "governed-stream@c1" "$(load "$url" 0 1 "$stream_body" --header "$auth")"
+  fi
+  max_rate "$name" "$url" "$body" --header "$auth"
+  local peak; peak=$(awk '/VmHWM/ {print $2}' "/proc/$gw_pid/status")
+  emit "$name@rss" "{\"idle_kb\":$idle,\"peak_kb\":$peak}"
+  kill "$gw_pid"; wait "$gw_pid" 2>/dev/null || true
 }
 
-echo "[" > "$out"
-first=1
-emit() { if [ $first -eq 0 ]; then echo "," >> "$out"; fi; first=0; echo "{\"scenario\":\"$1\",\"result\":$2}" >> "$out"; }
+# The direct stream baseline, for the streamed overhead.
 for rate in $rates; do
-  direct=$(load "http://127.0.0.1:$mock_port/v1/chat/completions" "$rate" 32); emit "direct@$rate" "$direct"
-  gateway=$(load "http://127.0.0.1:$gw_port/v1/chat/completions" "$rate" 32); emit "gateway@$rate" "$gateway"
+  emit "direct-stream@$rate" "$(load "http://127.0.0.1:$mock_port/v1/chat/completions" "$rate" 32 "$stream_body")"
 done
-direct=$(load "http://127.0.0.1:$mock_port/v1/chat/completions" 0 1); emit "direct@c1" "$direct"
-gateway=$(load "http://127.0.0.1:$gw_port/v1/chat/completions" 0 1); emit "gateway@c1" "$gateway"
-echo "]" >> "$out"
-peak_rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$gw_pid/status")
+emit "direct-stream@c1" "$(load "http://127.0.0.1:$mock_port/v1/chat/completions" 0 1 "$stream_body")"
 
-python3 - "$out" "$idle_rss_kb" "$peak_rss_kb" <<'PY'
+run_gateway auth false none
+run_gateway governed true default
+echo "]" >> "$out"
+
+python3 - "$out" <<'PY'
 import json, sys
 rows = json.load(open(sys.argv[1]))
-idle, peak = int(sys.argv[2]), int(sys.argv[3])
 by = {r["scenario"]: r["result"] for r in rows}
 print("| load | path | achieved req/s | errors | p50 ms | p90 ms | p99 ms | p99 from schedule ms | overhead p50 ms | overhead p99 ms |")
 print("|---|---|---|---|---|---|---|---|---|---|")
 for key in [r["scenario"] for r in rows]:
     path, load = key.split("@")
+    if load in ("max", "rss"):
+        continue
     r = by[key]
     over50 = over99 = ""
-    if path == "gateway":
-        d = by[f"direct@{load}"]
+    if not path.startswith("direct"):
+        base = "direct-stream" if path.endswith("stream") else "direct"
+        d = by[f"{base}@{load}"]
         over50 = f"{r['p50_ms'] - d['p50_ms']:.3f}"
         over99 = f"{r['p99_ms'] - d['p99_ms']:.3f}"
     label = "concurrency 1" if load == "c1" else f"{load} req/s"
     print(f"| {label} | {path} | {r['achieved_rate']:.0f} | {r['errors'] + r['non_2xx']} | {r['p50_ms']:.3f} | {r['p90_ms']:.3f} | {r['p99_ms']:.3f} | {r['sched_p99_ms']:.3f} | {over50} | {over99} |")
-print(f"\ngateway RSS: idle {idle/1024:.1f} MiB, peak {peak/1024:.1f} MiB")
+print()
+for path in ("direct", "auth", "governed"):
+    if f"{path}@max" in by:
+        print(f"- {path}: highest rate kept with >= 99.9 % success: {by[f'{path}@max']['max_rate']} req/s")
+for path in ("auth", "governed"):
+    if f"{path}@rss" in by:
+        rss = by[f"{path}@rss"]
+        print(f"- {path} gateway RSS: idle {rss['idle_kb']/1024:.1f} MiB, peak {rss['peak_kb']/1024:.1f} MiB")
 PY
 echo "raw results: $out" >&2
