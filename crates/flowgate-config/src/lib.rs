@@ -5,6 +5,7 @@
 //! the caller's job: `Config::from_sources` takes the file text and an environment lookup, so
 //! tests need neither the disk nor `set_var`.
 
+mod outbound;
 mod policy;
 mod raw;
 mod validate;
@@ -15,6 +16,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use outbound::{IpNetwork, OutboundConfig};
 pub use policy::PolicyConfig;
 pub use validate::{KNOWN_ENV_VARS, from_sources};
 
@@ -107,6 +109,8 @@ pub struct Config {
     pub rules: Vec<flowgate_policy::Rule>,
     /// `[policy]`: a (signed) rules bundle in place of `[[rules]]`.
     pub policy: PolicyConfig,
+    /// `[outbound]`: exceptions to the outbound address allowlist (webhook targets).
+    pub outbound: OutboundConfig,
 }
 
 #[derive(Debug, Clone)]

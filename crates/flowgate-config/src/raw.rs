@@ -26,6 +26,8 @@ pub(crate) struct RawFile {
     pub policy: RawPolicy,
     #[serde(default)]
     pub telemetry: RawTelemetry,
+    #[serde(default)]
+    pub outbound: RawOutbound,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -116,4 +118,11 @@ pub(crate) struct RawAudit {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawTelemetry {
     pub max_tenant_labels: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOutbound {
+    #[serde(default)]
+    pub allowed_networks: Vec<String>,
 }

@@ -290,6 +290,7 @@ pub fn from_sources(
         enabled: raw.audit.enabled.unwrap_or(true),
     };
 
+    let outbound = crate::outbound::outbound_config(&raw.outbound)?;
     let telemetry = TelemetryConfig {
         max_tenant_labels: raw
             .telemetry
@@ -324,6 +325,7 @@ pub fn from_sources(
         webhooks,
         audit,
         telemetry,
+        outbound,
         providers,
         models,
         rules: raw.rules,

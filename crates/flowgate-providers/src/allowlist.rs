@@ -11,74 +11,14 @@
 //! IPv6 forms are checked as the IPv4 address they carry. Host names are resolved and every
 //! answer must pass (one bad answer refuses the name), and the checked addresses are the
 //! ones connected to (see `OutboundClient`), so DNS rebinding between check and use does not
-//! help. Leaves out configuration parsing (the caller passes the allowed networks).
+//! help. Leaves out configuration parsing (`[outbound] allowed_networks` becomes
+//! `flowgate_config::IpNetwork`s, passed in by the caller).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::str::FromStr;
 use std::time::Duration;
 
-/// An IP network in CIDR form (`10.0.0.0/8`, `fd00::/8`; a bare address is a /32 or /128).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNetwork {
-    address: IpAddr,
-    prefix_len: u8,
-}
-
-impl IpNetwork {
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.address, canonical(ip)) {
-            (IpAddr::V4(network), IpAddr::V4(ip)) => {
-                prefix_match(&network.octets(), &ip.octets(), self.prefix_len)
-            }
-            (IpAddr::V6(network), IpAddr::V6(ip)) => {
-                prefix_match(&network.octets(), &ip.octets(), self.prefix_len)
-            }
-            _ => false,
-        }
-    }
-}
-
-fn prefix_match(network: &[u8], ip: &[u8], prefix_len: u8) -> bool {
-    let full = usize::from(prefix_len / 8);
-    if network[..full] != ip[..full] {
-        return false;
-    }
-    let rest = prefix_len % 8;
-    if rest == 0 {
-        return true;
-    }
-    let mask = 0xffu8 << (8 - rest);
-    (network[full] & mask) == (ip[full] & mask)
-}
-
-impl FromStr for IpNetwork {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let (address, prefix) = match text.trim().split_once('/') {
-            Some((address, prefix)) => (address, Some(prefix)),
-            None => (text.trim(), None),
-        };
-        let address: IpAddr = address
-            .parse()
-            .map_err(|_| format!("`{text}` is not an IP address or CIDR network"))?;
-        let address = canonical(address);
-        let max = if address.is_ipv4() { 32 } else { 128 };
-        let prefix_len = match prefix {
-            None => max,
-            Some(prefix) => prefix
-                .parse::<u8>()
-                .ok()
-                .filter(|prefix| *prefix <= max)
-                .ok_or_else(|| format!("`{text}` has a prefix length outside 0..={max}"))?,
-        };
-        Ok(Self {
-            address,
-            prefix_len,
-        })
-    }
-}
+pub use flowgate_config::IpNetwork;
 
 /// Why an address or URL is refused. The message names the address class, never a secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -412,21 +352,6 @@ mod tests {
         assert_eq!(policy.check_ip(ip("::ffff:127.0.0.1")), Ok(()));
         assert!(policy.check_ip(ip("127.0.0.2")).is_err());
         assert!(policy.check_ip(ip("169.254.169.254")).is_err());
-    }
-
-    #[test]
-    fn networks_parse_and_match() {
-        assert!(network("10.0.0.0/8").contains(ip("10.255.0.1")));
-        assert!(!network("10.0.0.0/8").contains(ip("11.0.0.1")));
-        assert!(network("10.0.0.0/9").contains(ip("10.127.0.1")));
-        assert!(!network("10.0.0.0/9").contains(ip("10.128.0.1")));
-        assert!(network("0.0.0.0/0").contains(ip("8.8.8.8")));
-        assert!(!network("0.0.0.0/0").contains(ip("2001:db8::1")));
-        assert!(network("fd00::/8").contains(ip("fd12::1")));
-        assert!(network("::ffff:10.0.0.1").contains(ip("10.0.0.1")));
-        for bad in ["", "10.0.0.0/33", "::/129", "nope/8", "10.0.0.0/x"] {
-            assert!(bad.parse::<IpNetwork>().is_err(), "`{bad}` must not parse");
-        }
     }
 
     #[test]

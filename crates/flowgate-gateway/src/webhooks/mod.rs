@@ -315,7 +315,8 @@ impl WebhookSettings {
                 AddressPolicy::development()
             } else {
                 AddressPolicy::production()
-            },
+            }
+            .with_allowed_networks(config.outbound.allowed_networks.iter().copied()),
         }
     }
 

@@ -603,6 +603,24 @@ async fn ssrf_targets_are_refused_at_creation() {
         .get(&production.url("/v1/webhooks"), &production.admin_key)
         .await;
     assert_eq!(listed.json()["data"], json!([]));
+
+    // An explicit `[outbound] allowed_networks` entry lets production reach that network
+    // (https still required); everything else stays refused.
+    let allowing = TestGateway::spawn("[outbound]\nallowed_networks = [\"127.0.0.1/32\"]\n", &[])
+        .await
+        .unwrap_or_else(|err| panic!("gateway: {err:#}"));
+    create_webhook(&allowing, "https://127.0.0.1:9/hook").await;
+    for (url, reason) in [
+        ("http://127.0.0.1:9/hook", "https"),
+        ("https://127.0.0.2/hook", "loopback"),
+        ("https://169.254.169.254/", "metadata"),
+    ] {
+        let message = refused(&allowing, url).await;
+        assert!(
+            message.contains(reason),
+            "{url}: `{message}` should mention {reason}"
+        );
+    }
 }
 
 #[tokio::test]
