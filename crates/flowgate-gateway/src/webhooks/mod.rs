@@ -43,7 +43,7 @@ use tokio_util::task::TaskTracker;
 /// The header carrying the signature.
 pub const SIGNATURE_HEADER: &str = "flowgate-signature";
 /// Events held in memory between `emit` and the outbox writer.
-const QUEUE_CAPACITY: usize = 4096;
+pub const QUEUE_CAPACITY: usize = 4096;
 /// Rows claimed (and attempted concurrently) per worker round.
 const CLAIM_BATCH: u32 = 16;
 /// The longest a worker sleeps before looking for due rows (other nodes' rows, expired

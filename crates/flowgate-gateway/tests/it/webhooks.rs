@@ -662,3 +662,81 @@ async fn audit_checkpoints_are_delivered_without_request_content() {
         "{payload}"
     );
 }
+
+#[tokio::test]
+async fn emit_never_waits_and_counts_what_a_full_queue_drops() {
+    use flowgate_gateway::webhooks::{Event, QUEUE_CAPACITY, WebhookSettings, Webhooks};
+    use flowgate_store::{SqlStore, Store as _, StoreOptions};
+
+    let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
+    let store = SqlStore::connect(&StoreOptions {
+        url: format!("sqlite://{}/flowgate.db", dir.path().display()),
+        max_connections: 2,
+        schema: None,
+    })
+    .await
+    .unwrap_or_else(|err| panic!("store: {err}"));
+    store
+        .migrate()
+        .await
+        .unwrap_or_else(|err| panic!("migrate: {err}"));
+    let outbox = store
+        .webhook_store()
+        .unwrap_or_else(|| panic!("SqlStore keeps webhooks"));
+    let config = flowgate_config::from_sources(None, &std::collections::BTreeMap::new(), true)
+        .unwrap_or_else(|err| panic!("config: {err}"));
+    let webhooks = Webhooks::new(
+        Arc::clone(&outbox),
+        WebhookSettings::from_config(&config),
+        &flowgate_types::MasterKey::generate(),
+        Arc::new(flowgate_gateway::metrics::Metrics::new(&config)),
+    )
+    .unwrap_or_else(|err| panic!("webhooks: {err}"));
+    // A receiver that refuses connections: delivery attempts fail fast and stay pending.
+    let created = webhooks
+        .create("http://127.0.0.1:9/hook", &["key.rotated".to_owned()])
+        .await
+        .unwrap_or_else(|err| panic!("create: {err}"));
+
+    // Nothing drains the queue yet: it fills, then further events are dropped and counted,
+    // and emitting never waits.
+    let extra = 100;
+    let started = Instant::now();
+    for index in 0..QUEUE_CAPACITY + extra {
+        webhooks.emit(Event::key_rotated(
+            flowgate_types::TenantId::new("ten_load"),
+            flowgate_types::KeyId::new(format!("key_{index}")),
+            1,
+            0,
+        ));
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?} for {} emits",
+        started.elapsed(),
+        QUEUE_CAPACITY + extra
+    );
+    assert_eq!(webhooks.dropped_events(), extra as u64);
+
+    // Once started, the writer turns every queued event into an outbox row.
+    let tasks = tokio_util::task::TaskTracker::new();
+    let stop = tokio_util::sync::CancellationToken::new();
+    webhooks.start(&tasks, &stop).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = outbox
+            .list_deliveries(&created.webhook.id, 10_000)
+            .await
+            .unwrap_or_else(|err| panic!("list: {err}"));
+        if rows.len() == QUEUE_CAPACITY {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{} rows so far", rows.len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    tasks.close();
+    tokio::time::timeout(Duration::from_secs(10), tasks.wait())
+        .await
+        .unwrap_or_else(|_| panic!("webhook tasks did not stop"));
+}
