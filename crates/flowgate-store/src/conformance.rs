@@ -207,6 +207,7 @@ pub async fn run_all(store: &dyn Store) {
     assert!(snapshot.tenants.is_empty() && snapshot.keys.is_empty());
 
     run_rules(store, &hasher).await;
+    run_credentials(store).await;
 
     if let Some(audit) = store.audit_store() {
         run_audit(audit).await;
@@ -214,6 +215,208 @@ pub async fn run_all(store: &dyn Store) {
     if let Some(webhooks) = store.webhook_store() {
         run_webhooks(webhooks.as_ref()).await;
     }
+}
+
+/// The provider-credential contract: set inserts or replaces (sealed text kept verbatim),
+/// list is ordered by provider, delete reports whether a row existed, every mutation bumps
+/// the change counter; `reseal_secrets` replaces credentials and webhook secrets together
+/// and changes nothing when a row moved underneath it or a row was left out.
+async fn run_credentials(store: &dyn Store) {
+    let version = || async {
+        store
+            .change_version()
+            .await
+            .unwrap_or_else(|err| panic!("version: {err}"))
+    };
+    let list = || async {
+        store
+            .list_provider_credentials()
+            .await
+            .unwrap_or_else(|err| panic!("list credentials: {err}"))
+    };
+    assert!(list().await.is_empty(), "no credentials at first");
+    let v0 = version().await;
+    for (provider, sealed, now) in [("openai", "sealed-a", 10), ("anthropic", "sealed-b", 11)] {
+        store
+            .set_provider_credential(provider, sealed, now)
+            .await
+            .unwrap_or_else(|err| panic!("set {provider}: {err}"));
+    }
+    let v1 = version().await;
+    assert!(v1 > v0, "set bumps the change counter");
+    let stored = list().await;
+    let summary: Vec<(&str, &str, i64, i64)> = stored
+        .iter()
+        .map(|row| {
+            (
+                row.provider.as_str(),
+                row.sealed.as_str(),
+                row.created_at,
+                row.updated_at,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("anthropic", "sealed-b", 11, 11),
+            ("openai", "sealed-a", 10, 10)
+        ]
+    );
+    assert!(
+        !format!("{stored:?}").contains("sealed-a"),
+        "Debug hides the value"
+    );
+
+    // Setting again replaces the value and keeps created_at.
+    store
+        .set_provider_credential("openai", "sealed-a2", 20)
+        .await
+        .unwrap_or_else(|err| panic!("replace: {err}"));
+    let v2 = version().await;
+    assert!(v2 > v1, "replace bumps the change counter");
+    let openai = list()
+        .await
+        .into_iter()
+        .find(|row| row.provider == "openai")
+        .unwrap_or_else(|| panic!("openai credential kept"));
+    assert_eq!(
+        (openai.sealed.as_str(), openai.created_at, openai.updated_at),
+        ("sealed-a2", 10, 20)
+    );
+
+    // Rotation covers webhook secrets in the same transaction.
+    let webhooks = store.webhook_store();
+    if let Some(webhooks) = &webhooks {
+        webhooks
+            .create_webhook(&Webhook {
+                id: "wh_credentials".to_owned(),
+                url: "https://example.com/hook".to_owned(),
+                events: vec!["key.rotated".to_owned()],
+                secret_sealed: "wh-old".to_owned(),
+                created_at: 30,
+                disabled: false,
+            })
+            .await
+            .unwrap_or_else(|err| panic!("create webhook: {err}"));
+    }
+    let webhook_reseal: Vec<crate::Reseal> = if webhooks.is_some() {
+        vec![crate::Reseal {
+            id: "wh_credentials".to_owned(),
+            old_sealed: "wh-old".to_owned(),
+            new_sealed: "wh-new".to_owned(),
+        }]
+    } else {
+        Vec::new()
+    };
+    let reseal = |id: &str, old: &str, new: &str| crate::Reseal {
+        id: id.to_owned(),
+        old_sealed: old.to_owned(),
+        new_sealed: new.to_owned(),
+    };
+    let before = list().await;
+    let refusals = [
+        // A stale old value (the row changed since it was read).
+        vec![
+            reseal("openai", "sealed-a", "new-a"),
+            reseal("anthropic", "sealed-b", "new-b"),
+        ],
+        // A row left out.
+        vec![reseal("openai", "sealed-a2", "new-a")],
+        // A row that does not exist.
+        vec![
+            reseal("openai", "sealed-a2", "new-a"),
+            reseal("anthropic", "sealed-b", "new-b"),
+            reseal("gemini", "x", "y"),
+        ],
+    ];
+    for (index, attempt) in refusals.iter().enumerate() {
+        let result = store.reseal_secrets(attempt, &webhook_reseal, 40).await;
+        assert!(
+            matches!(result, Err(StoreError::Conflict { .. })),
+            "refusal {index}: {result:?}"
+        );
+        assert_eq!(list().await, before, "refusal {index} changed nothing");
+    }
+    if webhooks.is_some() {
+        let missing_webhook = store
+            .reseal_secrets(
+                &[
+                    reseal("openai", "sealed-a2", "new-a"),
+                    reseal("anthropic", "sealed-b", "new-b"),
+                ],
+                &[],
+                40,
+            )
+            .await;
+        assert!(
+            matches!(missing_webhook, Err(StoreError::Conflict { .. })),
+            "a webhook left out: {missing_webhook:?}"
+        );
+        assert_eq!(list().await, before, "nothing changed");
+    }
+    assert_eq!(version().await, v2, "refused rotations do not bump");
+    store
+        .reseal_secrets(
+            &[
+                reseal("openai", "sealed-a2", "new-a"),
+                reseal("anthropic", "sealed-b", "new-b"),
+            ],
+            &webhook_reseal,
+            50,
+        )
+        .await
+        .unwrap_or_else(|err| panic!("reseal: {err}"));
+    assert!(version().await > v2, "rotation bumps the change counter");
+    let after: Vec<(String, String, i64)> = list()
+        .await
+        .into_iter()
+        .map(|row| (row.provider, row.sealed, row.updated_at))
+        .collect();
+    assert_eq!(
+        after,
+        vec![
+            ("anthropic".to_owned(), "new-b".to_owned(), 50),
+            ("openai".to_owned(), "new-a".to_owned(), 50),
+        ]
+    );
+    if let Some(webhooks) = &webhooks {
+        let webhook = webhooks
+            .get_webhook("wh_credentials")
+            .await
+            .unwrap_or_else(|err| panic!("get webhook: {err}"))
+            .unwrap_or_else(|| panic!("webhook kept"));
+        assert_eq!(webhook.secret_sealed, "wh-new");
+        assert!(
+            webhooks
+                .delete_webhook("wh_credentials")
+                .await
+                .unwrap_or(false)
+        );
+    }
+
+    // Delete.
+    let v3 = version().await;
+    assert!(
+        store
+            .delete_provider_credential("openai")
+            .await
+            .unwrap_or_else(|err| panic!("delete: {err}"))
+    );
+    assert!(version().await > v3, "delete bumps the change counter");
+    assert!(
+        !store
+            .delete_provider_credential("openai")
+            .await
+            .unwrap_or_else(|err| panic!("delete again: {err}"))
+    );
+    assert!(
+        store
+            .delete_provider_credential("anthropic")
+            .await
+            .unwrap_or(false)
+    );
+    assert!(list().await.is_empty());
 }
 
 fn stored_rule(tenant: &TenantId, rule_id: &str, json: &str, now: i64) -> StoredRule {

@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod conformance;
+mod credentials;
 mod migrate;
 mod model;
 mod rules;
@@ -21,6 +22,7 @@ pub use audit::{
     AuditEntry, AuditFilter, AuditNode, AuditRow, AuditStats, AuditStore, AuditWrite, NamedCount,
     OriginLog, RuleCount, StoredCheckpoint,
 };
+pub use credentials::{Reseal, StoredCredential};
 pub use migrate::MigrationReport;
 pub use model::{KeyRecord, NewKey, NewTenant, StoreSnapshot, Tenant, TenantPatch};
 pub use rules::StoredRule;
@@ -124,6 +126,27 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Option<StoredRule>, StoreError>;
     /// Deletes a rule; false when it did not exist.
     async fn delete_rule(&self, tenant: &TenantId, rule_id: &str) -> Result<bool, StoreError>;
+
+    /// Every stored provider credential (sealed), ordered by provider name.
+    async fn list_provider_credentials(&self) -> Result<Vec<StoredCredential>, StoreError>;
+    /// Stores (or replaces) the sealed credential of a provider.
+    async fn set_provider_credential(
+        &self,
+        provider: &str,
+        sealed: &str,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// Deletes a provider's credential; false when it had none.
+    async fn delete_provider_credential(&self, provider: &str) -> Result<bool, StoreError>;
+    /// Master-key rotation: replaces every provider credential and every webhook secret in
+    /// one transaction. All or nothing: `Conflict` (and no change) when a row no longer holds
+    /// its `old_sealed` or a table has rows missing from the lists.
+    async fn reseal_secrets(
+        &self,
+        credentials: &[Reseal],
+        webhook_secrets: &[Reseal],
+        now: i64,
+    ) -> Result<(), StoreError>;
 
     /// The change counter (monotonic; bumped by every mutation).
     async fn change_version(&self) -> Result<i64, StoreError>;

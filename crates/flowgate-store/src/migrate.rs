@@ -39,6 +39,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "audit_request_index",
         sql: include_str!("../migrations/sqlite/0005_audit_request_index.sql"),
     },
+    Migration {
+        version: 6,
+        name: "provider_credentials",
+        sql: include_str!("../migrations/sqlite/0006_provider_credentials.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -66,6 +71,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 5,
         name: "audit_request_index",
         sql: include_str!("../migrations/postgres/0005_audit_request_index.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "provider_credentials",
+        sql: include_str!("../migrations/postgres/0006_provider_credentials.sql"),
     },
 ];
 

@@ -457,6 +457,32 @@ impl Store for SqlStore {
         crate::rules::delete(&self.pool, tenant, rule_id).await
     }
 
+    async fn list_provider_credentials(&self) -> Result<Vec<crate::StoredCredential>, StoreError> {
+        crate::credentials::list(&self.pool).await
+    }
+
+    async fn set_provider_credential(
+        &self,
+        provider: &str,
+        sealed: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        crate::credentials::set(&self.pool, provider, sealed, now).await
+    }
+
+    async fn delete_provider_credential(&self, provider: &str) -> Result<bool, StoreError> {
+        crate::credentials::delete(&self.pool, provider).await
+    }
+
+    async fn reseal_secrets(
+        &self,
+        credentials: &[crate::Reseal],
+        webhook_secrets: &[crate::Reseal],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        crate::credentials::reseal_all(&self.pool, credentials, webhook_secrets, now).await
+    }
+
     async fn change_version(&self) -> Result<i64, StoreError> {
         sqlx::query("SELECT version FROM flowgate_state WHERE id = 1")
             .fetch_one(&self.pool)
