@@ -243,13 +243,26 @@ pub struct ProviderConfig {
     pub kind: ProviderKind,
     /// Base URL without a trailing slash, e.g. `http://127.0.0.1:9000/v1`; empty for `mock`.
     pub base_url: String,
+    /// The upstream credential: from `api_key_env` at load time, or (for
+    /// `CredentialSource::Store`) filled in by the gateway at start from the store.
     pub api_key: Option<Secret>,
+    pub credential: CredentialSource,
     pub timeouts: Timeouts,
     /// Azure OpenAI `api-version`: calls go to `/openai/deployments/{model}/...` with an
     /// `api-key` header instead of `Authorization`.
     pub api_version: Option<String>,
     pub retry: RetryPolicy,
     pub breaker: BreakerPolicy,
+}
+
+/// Where a provider's credential comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CredentialSource {
+    /// `api_key_env` (or no credential at all).
+    #[default]
+    Env,
+    /// Encrypted in the store (`flowgate providers set-credential`), decrypted at start.
+    Store,
 }
 
 /// Retries of one route before the next route is tried (connect errors, 429, 5xx, first-byte

@@ -56,6 +56,8 @@ pub(crate) struct RawProvider {
     pub kind: String,
     pub base_url: Option<String>,
     pub api_key_env: Option<String>,
+    /// `"env"` (the default: `api_key_env`, if any) or `"store"` (encrypted in the store).
+    pub credential: Option<String>,
     pub connect_timeout_ms: Option<u64>,
     pub first_byte_timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,

@@ -515,6 +515,22 @@ fn provider_config(
         (None, ProviderKind::Mock) => String::new(),
         (None, _) => return Err(ConfigError::new(key("base_url"), "required for this kind")),
     };
+    let credential = match (raw.credential.as_deref(), &raw.api_key_env) {
+        (None | Some("env"), _) => CredentialSource::Env,
+        (Some("store"), None) => CredentialSource::Store,
+        (Some("store"), Some(_)) => {
+            return Err(ConfigError::new(
+                key("credential"),
+                "`store` takes the credential from the store: remove api_key_env",
+            ));
+        }
+        (Some(other), _) => {
+            return Err(ConfigError::new(
+                key("credential"),
+                format!("`{other}` is not one of env, store"),
+            ));
+        }
+    };
     let api_key = match &raw.api_key_env {
         Some(variable) => match env.get(variable).filter(|value| !value.is_empty()) {
             Some(value) => Some(Secret::new(value.clone())),
@@ -595,6 +611,7 @@ fn provider_config(
         kind,
         base_url,
         api_key,
+        credential,
         timeouts,
         api_version,
         retry,
@@ -840,6 +857,39 @@ routes = [ { provider = "local", model = "upstream-mini" } ]
             let err = error_of(*file, &production_env(extra));
             assert_eq!(&err.key, key, "{err}");
             assert!(!err.to_string().contains('\n'), "{err}");
+        }
+    }
+
+    #[test]
+    fn store_credentials_are_validated() {
+        let env = production_env(&[("SOME_KEY", "sk-env")]);
+        let file = "[[providers]]\nname = 'vault'\nkind = 'openai'\nbase_url = 'http://127.0.0.1:9000/v1'\ncredential = 'store'\n\n[[providers]]\nname = 'plain'\nkind = 'openai'\nbase_url = 'http://127.0.0.1:9001/v1'\ncredential = 'env'\napi_key_env = 'SOME_KEY'\n";
+        let config = from_sources(Some(file), &env, false).unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(config.providers[0].credential, CredentialSource::Store);
+        assert!(config.providers[0].api_key.is_none());
+        assert_eq!(config.providers[1].credential, CredentialSource::Env);
+        assert_eq!(
+            config.providers[1].api_key.as_ref().map(Secret::expose),
+            Some("sk-env")
+        );
+
+        let provider = "[[providers]]\nname='a'\nkind='openai'\nbase_url='http://x'\n";
+        let cases = [
+            (
+                format!("{provider}credential='vault'\n"),
+                "providers[0].credential",
+                "not one of env, store",
+            ),
+            (
+                format!("{provider}credential='store'\napi_key_env='SOME_KEY'\n"),
+                "providers[0].credential",
+                "remove api_key_env",
+            ),
+        ];
+        for (file, key, words) in cases {
+            let err = error_of(Some(&file), &env);
+            assert_eq!(err.key, key, "{err}");
+            assert!(err.to_string().contains(words), "{err}");
         }
     }
 

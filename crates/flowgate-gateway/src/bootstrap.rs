@@ -145,6 +145,7 @@ pub fn add_development_mock(config: &mut Config) {
         kind: ProviderKind::Mock,
         base_url: String::new(),
         api_key: None,
+        credential: flowgate_config::CredentialSource::Env,
         timeouts: Timeouts::default(),
         api_version: None,
         retry: flowgate_config::RetryPolicy::default(),

@@ -279,6 +279,7 @@ mod tests {
             kind,
             base_url: "http://127.0.0.1:1".to_owned(),
             api_key: Some(Secret::new("sk-test".to_owned())),
+            credential: flowgate_config::CredentialSource::Env,
             timeouts: Timeouts::default(),
             api_version: api_version.map(str::to_owned),
             retry: RetryPolicy::default(),

@@ -10,10 +10,12 @@ mod body;
 mod client;
 pub mod mock;
 mod outbound;
+pub mod upstream_allowlist;
 
 pub use body::UpstreamBody;
 pub use client::{DEFAULT_ANTHROPIC_VERSION, HttpClient, Operation, Upstream, UpstreamResponse};
 pub use outbound::{OutboundClient, OutboundError};
+pub use upstream_allowlist::{UpstreamRefusal, check_upstreams};
 
 use std::time::Duration;
 
