@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod audit;
 pub mod bootstrap;
+pub mod credentials;
 pub mod error;
 pub mod metrics;
 pub mod proxy;

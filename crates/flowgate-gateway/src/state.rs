@@ -416,6 +416,8 @@ impl AppState {
         master_key: &MasterKey,
         admin_key: &str,
     ) -> Result<Self, StartError> {
+        let config =
+            crate::credentials::prepare_providers(config, store.as_ref(), master_key).await?;
         let routes = RouteTable::from_config(&config)
             .map_err(|err| StartError::Providers(err.to_string()))?;
         let key_hasher = KeyHasher::new(&master_key.derive(KEY_HASH_LABEL));
