@@ -45,6 +45,11 @@ enum Command {
         #[command(subcommand)]
         command: commands::keys::KeysCommand,
     },
+    /// Upstream providers: list them, store their credentials encrypted.
+    Providers {
+        #[command(subcommand)]
+        command: commands::providers::ProvidersCommand,
+    },
     /// Apply pending database migrations.
     Migrate {
         #[command(flatten)]
@@ -101,6 +106,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => commands::serve::run(&args).await,
             Command::Tenants { command } => commands::tenants::run(command).await,
             Command::Keys { command } => commands::keys::run(command).await,
+            Command::Providers { command } => commands::providers::run(command).await,
             Command::Migrate { config, json } => commands::migrate(&config, json).await,
             Command::GenMasterKey => {
                 output::line(&flowgate_types::MasterKey::generate().to_base64());
@@ -108,7 +114,7 @@ fn main() -> ExitCode {
             }
             Command::Config {
                 command: ConfigCommand::Check(args),
-            } => commands::config_check(&args),
+            } => commands::config_check(&args).await,
             Command::Healthcheck { url } => commands::healthcheck(url).await,
             Command::Audit { command } => commands::audit::run(command).await,
             Command::Rules { command } => commands::rules::run(command),

@@ -33,10 +33,15 @@ pub enum KeysCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Re-encrypt every stored secret (provider credentials, webhook secrets) under a new
+    /// master key, in one transaction. Tenant API keys are digests under the master key: they
+    /// stop working and must be reissued (see --invalidate-tenant-keys).
+    RotateMaster(crate::commands::rotate_master::RotateMasterArgs),
 }
 
 pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
     match command {
+        KeysCommand::RotateMaster(args) => crate::commands::rotate_master::run(args).await,
         KeysCommand::Rotate {
             config,
             tenant_id,

@@ -2,6 +2,8 @@
 
 pub mod audit;
 pub mod keys;
+pub mod providers;
+pub mod rotate_master;
 pub mod rules;
 pub mod serve;
 pub mod tenants;
@@ -57,8 +59,9 @@ pub fn secrets(config: &Config) -> anyhow::Result<flowgate_gateway::Secrets> {
     }
 }
 
-pub fn config_check(args: &ConfigArgs) -> anyhow::Result<()> {
+pub async fn config_check(args: &ConfigArgs) -> anyhow::Result<()> {
     let config = load_config(args)?;
+    flowgate_gateway::credentials::check_upstreams(&config).await?;
     crate::output::line(&format!(
         "configuration OK: {} provider(s), {} model(s), store {:?}, environment {:?}",
         config.providers.len(),
