@@ -248,6 +248,71 @@ async fn stored_credential_reaches_the_upstream_and_survives_master_rotation() {
     assert!(gateway.shutdown().await);
     drop(gateway);
 
+    // A store handle of our own (the gateway is gone).
+    let store = flowgate_gateway::bootstrap::open_store(
+        &flowgate_config::from_sources(
+            None,
+            &[
+                ("FLOWGATE_MASTER_KEY".to_owned(), new_master.clone()),
+                ("FLOWGATE_ADMIN_API_KEY".to_owned(), ADMIN.to_owned()),
+                ("FLOWGATE_DATABASE_URL".to_owned(), database_url.clone()),
+            ]
+            .into_iter()
+            .collect(),
+            false,
+        )
+        .unwrap_or_else(|err| panic!("{err}")),
+    )
+    .await
+    .unwrap_or_else(|err| panic!("{err}"));
+
+    // All or nothing: one secret that does not open under the current master key (a webhook
+    // sealed under some other key) stops the rotation before anything is written.
+    let sealed_before = store
+        .list_provider_credentials()
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    let webhook_store = store
+        .webhook_store()
+        .unwrap_or_else(|| panic!("webhook store"));
+    webhook_store
+        .create_webhook(&Webhook {
+            id: "wh_foreign".to_owned(),
+            url: "https://receiver.example/other".to_owned(),
+            events: vec!["key.rotated".to_owned()],
+            secret_sealed: SecretSealer::new(&MasterKey::generate()).seal("whsec_foreign"),
+            created_at: 2,
+            disabled: false,
+        })
+        .await
+        .unwrap_or_else(|err| panic!("create webhook: {err}"));
+    let foreign = stderr_of_failure(&run(
+        &old_master,
+        &[
+            "keys",
+            "rotate-master",
+            "--new-key",
+            &new_master,
+            "--invalidate-tenant-keys",
+        ],
+        None,
+    ));
+    assert!(foreign.contains("webhook `wh_foreign`"), "{foreign}");
+    assert_eq!(
+        store
+            .list_provider_credentials()
+            .await
+            .unwrap_or_else(|err| panic!("{err}")),
+        sealed_before,
+        "a refused rotation writes nothing"
+    );
+    assert!(
+        webhook_store
+            .delete_webhook("wh_foreign")
+            .await
+            .unwrap_or(false)
+    );
+
     // Live tenant keys make the rotation refuse unless the operator accepts reissuing them.
     let refused = stderr_of_failure(&run(
         &old_master,
@@ -297,22 +362,6 @@ async fn stored_credential_reaches_the_upstream_and_survives_master_rotation() {
     assert!(!database_contains(&db_dir, UPSTREAM_SECRET));
 
     // The webhook secret now opens under the new key only.
-    let store = flowgate_gateway::bootstrap::open_store(
-        &flowgate_config::from_sources(
-            None,
-            &[
-                ("FLOWGATE_MASTER_KEY".to_owned(), new_master.clone()),
-                ("FLOWGATE_ADMIN_API_KEY".to_owned(), ADMIN.to_owned()),
-                ("FLOWGATE_DATABASE_URL".to_owned(), database_url.clone()),
-            ]
-            .into_iter()
-            .collect(),
-            false,
-        )
-        .unwrap_or_else(|err| panic!("{err}")),
-    )
-    .await
-    .unwrap_or_else(|err| panic!("{err}"));
     let sealed = store
         .webhook_store()
         .unwrap_or_else(|| panic!("webhook store"))
