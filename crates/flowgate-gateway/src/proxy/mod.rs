@@ -36,6 +36,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
 use axum::routing::{get, post};
+use bytes::Bytes;
 use call::Call;
 use context::RequestContext;
 use envelope::Envelope;
@@ -92,34 +93,72 @@ async fn embeddings(State(state): State<AppState>, request: Request) -> Response
     infer(state, request, Endpoint::Embeddings).await
 }
 
-/// The inference pipeline, stages 1 to 8.
-async fn infer(state: AppState, request: Request, endpoint: Endpoint) -> Response {
+/// What stages 1 to 4 established about a request.
+struct Accepted {
+    context: RequestContext,
+    principal: Principal,
+    headers: http::HeaderMap,
+    body: Bytes,
+    model: Arc<ModelRoutes>,
+    client_model: String,
+    stream: bool,
+    max_output_tokens: Option<u64>,
+}
+
+/// Stages 1 to 4, shared by every model route: context, authentication, body and envelope,
+/// model resolution. `Err` is the finished error answer.
+async fn accept(
+    state: &AppState,
+    request: Request,
+    format: ApiFormat,
+) -> Result<Accepted, Response> {
     let (parts, body) = request.into_parts();
-    let mut context = RequestContext::start(&state, &parts.headers, endpoint.format());
-    let principal = match auth::authenticate(&state, &parts.headers) {
-        Ok(principal) => principal,
-        Err(error) => return context.fail(error),
-    };
+    let mut context = RequestContext::start(state, &parts.headers, format);
+    let principal =
+        auth::authenticate(state, &parts.headers).map_err(|error| context.fail(error))?;
     context.tenant_id = Some(principal.tenant.tenant.id.clone());
     context.key_id = Some(principal.key_id.clone());
-    let body = match envelope::read_body(&parts.headers, body, state.config().server.max_body_bytes)
-        .await
-    {
+    let limit = state.config().server.max_body_bytes;
+    let body = match envelope::read_body(&parts.headers, body, limit).await {
         Ok(body) => body,
-        Err(error) => return context.fail(error),
+        Err(error) => return Err(context.fail(error)),
     };
-    let envelope = match Envelope::parse(&body) {
-        Ok(envelope) => envelope,
-        Err(error) => return context.fail(error),
+    let envelope = Envelope::parse(&body).map_err(|error| context.fail(error))?;
+    let (stream, max_output_tokens) = (envelope.stream, envelope.max_output_tokens);
+    let client_model = envelope.model.into_owned();
+    context.model = Some(client_model.clone());
+    let model =
+        resolve_model(state, &principal, &client_model).map_err(|error| context.fail(error))?;
+    Ok(Accepted {
+        context,
+        principal,
+        headers: parts.headers,
+        body,
+        model,
+        client_model,
+        stream,
+        max_output_tokens,
+    })
+}
+
+/// The inference pipeline, stages 1 to 8.
+async fn infer(state: AppState, request: Request, endpoint: Endpoint) -> Response {
+    let Accepted {
+        mut context,
+        principal,
+        headers,
+        body,
+        model,
+        client_model,
+        stream,
+        max_output_tokens,
+    } = match accept(&state, request, endpoint.format()).await {
+        Ok(accepted) => accepted,
+        Err(answer) => return answer,
     };
-    context.model = Some(envelope.model.to_string());
-    let stream = envelope.stream && endpoint != Endpoint::Embeddings;
+    let stream = stream && endpoint != Endpoint::Embeddings;
     context.stream = stream;
-    let model = match resolve_model(&state, &principal, &envelope.model) {
-        Ok(model) => model,
-        Err(error) => return context.fail(error),
-    };
-    let admission = match admit(&state, &principal, &envelope, body.len()).await {
+    let admission = match admit(&state, &principal, max_output_tokens, body.len()).await {
         Ok(admission) => admission,
         Err((error, headers)) => {
             context.rate_limits = headers;
@@ -132,14 +171,7 @@ async fn infer(state: AppState, request: Request, endpoint: Endpoint) -> Respons
         Endpoint::Chat(_) => Operation::Chat { stream },
     };
     let body_len = body.len();
-    let client_model = envelope.model.into_owned();
-    let mut call = Call::new(
-        endpoint.ingress(),
-        operation,
-        body,
-        client_model,
-        &parts.headers,
-    );
+    let mut call = Call::new(endpoint.ingress(), operation, body, client_model, &headers);
     let tenant = &principal.tenant;
     let audited = state.config().audit.enabled;
     // The prompt's keyed hash for the audit record, over the text the client sent.
@@ -250,27 +282,10 @@ async fn await_durable(
 /// `POST /v1/messages/count_tokens`: Anthropic's token count of a request, estimated locally
 /// (no upstream call, no admission).
 async fn count_tokens(State(state): State<AppState>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let mut context = RequestContext::start(&state, &parts.headers, ApiFormat::Anthropic);
-    let principal = match auth::authenticate(&state, &parts.headers) {
-        Ok(principal) => principal,
-        Err(error) => return context.fail(error),
+    let Accepted { context, body, .. } = match accept(&state, request, ApiFormat::Anthropic).await {
+        Ok(accepted) => accepted,
+        Err(answer) => return answer,
     };
-    context.tenant_id = Some(principal.tenant.tenant.id.clone());
-    let body = match envelope::read_body(&parts.headers, body, state.config().server.max_body_bytes)
-        .await
-    {
-        Ok(body) => body,
-        Err(error) => return context.fail(error),
-    };
-    let envelope = match Envelope::parse(&body) {
-        Ok(envelope) => envelope,
-        Err(error) => return context.fail(error),
-    };
-    context.model = Some(envelope.model.to_string());
-    if let Err(error) = resolve_model(&state, &principal, &envelope.model) {
-        return context.fail(error);
-    }
     // count_tokens bodies carry no `max_tokens`; the translator requires it for messages.
     let counted = with_default_max_tokens(&body)
         .and_then(|body| {
@@ -325,13 +340,11 @@ const DEFAULT_OUTPUT_RESERVATION: u64 = 256;
 async fn admit(
     state: &AppState,
     principal: &Principal,
-    envelope: &Envelope<'_>,
+    max_output_tokens: Option<u64>,
     body_len: usize,
 ) -> Result<Admission, (ApiError, Option<RateLimitHeaders>)> {
-    let reserve_tokens = (body_len as u64).div_ceil(4)
-        + envelope
-            .max_output_tokens
-            .unwrap_or(DEFAULT_OUTPUT_RESERVATION);
+    let reserve_tokens =
+        (body_len as u64).div_ceil(4) + max_output_tokens.unwrap_or(DEFAULT_OUTPUT_RESERVATION);
     let request = AdmissionRequest {
         tenant: Subject {
             id: principal.tenant.tenant.id.as_str(),

@@ -2,7 +2,7 @@
 //! OpenAI-format upstream: answers and streams in Anthropic's shapes, usage equal to what the
 //! upstream reported, and errors in Anthropic's error shape.
 
-use crate::setup;
+use crate::{setup, sse_events};
 use flowgate_providers::mock;
 use flowgate_test_support::client::next_chunk;
 use flowgate_test_support::{Behaviour, TestClient, TestResponse};
@@ -84,25 +84,6 @@ async fn messages_are_answered_in_anthropic_shape_with_exact_usage() {
     );
 }
 
-/// Splits an SSE text into (event name, data JSON) pairs.
-fn events(text: &str) -> Vec<(String, Value)> {
-    text.split("\n\n")
-        .filter(|block| !block.trim().is_empty())
-        .map(|block| {
-            let mut name = String::new();
-            let mut data = Value::Null;
-            for line in block.lines() {
-                if let Some(rest) = line.strip_prefix("event:") {
-                    name = rest.trim().to_owned();
-                } else if let Some(rest) = line.strip_prefix("data:") {
-                    data = serde_json::from_str(rest.trim()).unwrap_or(Value::Null);
-                }
-            }
-            (name, data)
-        })
-        .collect()
-}
-
 async fn stream_text(url: &str, key: &str, body: &Value) -> (StatusCode, String) {
     let response = TestClient::new()
         .send(
@@ -134,7 +115,7 @@ async fn streams_follow_anthropic_event_order_with_exact_usage() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{text}");
-    let events = events(&text);
+    let events = sse_events(&text);
     let names: Vec<&str> = events.iter().map(|(name, _)| name.as_str()).collect();
     assert_eq!(names.first(), Some(&"message_start"), "{names:?}");
     assert_eq!(names.last(), Some(&"message_stop"), "{names:?}");

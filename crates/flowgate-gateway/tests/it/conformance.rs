@@ -7,6 +7,7 @@
 //! 400/401/429/500 and a first-byte timeout come back with the right status in the client's
 //! own error shape.
 
+use crate::sse_events;
 use flowgate_test_support::client::next_chunk;
 use flowgate_test_support::upstream::wire::TOOL_ARGUMENTS;
 use flowgate_test_support::{
@@ -155,24 +156,6 @@ async fn call(
     (status, text)
 }
 
-fn sse_data(text: &str) -> Vec<(String, Value)> {
-    text.split("\n\n")
-        .filter(|block| !block.trim().is_empty())
-        .map(|block| {
-            let mut name = String::new();
-            let mut data = Value::Null;
-            for line in block.lines() {
-                if let Some(rest) = line.strip_prefix("event:") {
-                    name = rest.trim().to_owned();
-                } else if let Some(rest) = line.strip_prefix("data:") {
-                    data = serde_json::from_str(rest.trim()).unwrap_or(Value::Null);
-                }
-            }
-            (name, data)
-        })
-        .collect()
-}
-
 fn parse_arguments(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|err| panic!("tool arguments {text:?}: {err}"))
 }
@@ -207,7 +190,7 @@ fn read_openai(stream: bool, text: &str) -> Seen {
     assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
     let mut tool_name = None;
     let mut arguments = String::new();
-    for (_, event) in sse_data(text) {
+    for (_, event) in sse_events(text) {
         if let Some(usage) = event.get("usage").filter(|usage| usage.is_object()) {
             seen.input_tokens = usage["prompt_tokens"].as_u64();
             seen.output_tokens = usage["completion_tokens"].as_u64();
@@ -260,7 +243,7 @@ fn read_anthropic(stream: bool, text: &str) -> Seen {
         seen.output_tokens = body["usage"]["output_tokens"].as_u64();
         return seen;
     }
-    let events = sse_data(text);
+    let events = sse_events(text);
     assert_eq!(
         events.first().map(|(name, _)| name.as_str()),
         Some("message_start"),

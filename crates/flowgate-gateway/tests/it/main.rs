@@ -17,7 +17,7 @@ mod streaming;
 mod webhooks;
 
 use flowgate_test_support::gateway::config_for_upstream;
-use flowgate_test_support::{MockUpstream, TestGateway};
+use flowgate_test_support::{MockUpstream, TestClient, TestGateway, TestResponse};
 
 /// A mock upstream and a gateway routed to it.
 pub async fn setup() -> (MockUpstream, TestGateway) {
@@ -57,4 +57,47 @@ pub fn error_code(body: &serde_json::Value) -> String {
         "error.param missing in {body}"
     );
     error["code"].as_str().unwrap_or_default().to_owned()
+}
+
+/// `POST /v1/chat/completions` with the test tenant's key.
+pub async fn chat(gateway: &TestGateway, body: &serde_json::Value) -> TestResponse {
+    TestClient::new()
+        .post_json(
+            &gateway.url("/v1/chat/completions"),
+            &gateway.tenant_key,
+            body,
+        )
+        .await
+}
+
+/// The internal listener's Prometheus text.
+pub async fn scrape_metrics(gateway: &TestGateway) -> String {
+    TestClient::new()
+        .call(
+            http::Method::GET,
+            &format!("{}/metrics", gateway.internal_url),
+            &[],
+            "",
+        )
+        .await
+        .text()
+}
+
+/// Splits an SSE text into (event name, data as JSON; `Null` when it is not JSON) pairs.
+pub fn sse_events(text: &str) -> Vec<(String, serde_json::Value)> {
+    text.split("\n\n")
+        .filter(|block| !block.trim().is_empty())
+        .map(|block| {
+            let mut name = String::new();
+            let mut data = serde_json::Value::Null;
+            for line in block.lines() {
+                if let Some(rest) = line.strip_prefix("event:") {
+                    name = rest.trim().to_owned();
+                } else if let Some(rest) = line.strip_prefix("data:") {
+                    data = serde_json::from_str(rest.trim()).unwrap_or(serde_json::Value::Null);
+                }
+            }
+            (name, data)
+        })
+        .collect()
 }

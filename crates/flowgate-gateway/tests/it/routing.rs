@@ -3,8 +3,8 @@
 //! breaker opening after consecutive failures and closing after a successful probe. Two real
 //! mock upstreams play the two deployments.
 
-use crate::{chat_body, error_code};
-use flowgate_test_support::{Behaviour, MockUpstream, TestClient, TestGateway};
+use crate::{chat, chat_body, error_code, scrape_metrics};
+use flowgate_test_support::{Behaviour, MockUpstream, TestGateway};
 use http::StatusCode;
 use std::time::{Duration, Instant};
 
@@ -53,19 +53,6 @@ fn status(body: &str, code: u16) -> Behaviour {
     }
 }
 
-/// The internal listener's Prometheus text.
-async fn metrics(gateway: &TestGateway) -> String {
-    TestClient::new()
-        .call(
-            http::Method::GET,
-            &format!("{}/metrics", gateway.internal_url),
-            &[],
-            "",
-        )
-        .await
-        .text()
-}
-
 fn has_line(text: &str, line: &str) -> bool {
     text.lines().any(|candidate| candidate == line)
 }
@@ -76,17 +63,11 @@ const SERVER_ERROR: &str = r#"{"error":{"message":"boom","type":"server_error","
 async fn a_server_error_is_retried_on_the_same_route() {
     let (primary, backup, gateway) = two_routes("max_retries = 2\nretry_backoff_ms = 20").await;
     primary.push(status(SERVER_ERROR, 500));
-    let response = TestClient::new()
-        .post_json(
-            &gateway.url("/v1/chat/completions"),
-            &gateway.tenant_key,
-            &chat_body(false),
-        )
-        .await;
+    let response = chat(&gateway, &chat_body(false)).await;
     assert_eq!(response.status, StatusCode::OK, "{}", response.text());
     assert_eq!(primary.request_count(), 2, "one failure, one retry");
     assert_eq!(backup.request_count(), 0);
-    let text = metrics(&gateway).await;
+    let text = scrape_metrics(&gateway).await;
     for line in [
         "flowgate_retries_total{provider=\"primary\"} 1",
         "flowgate_upstream_attempts_total{provider=\"primary\",outcome=\"server_error\"} 1",
@@ -107,13 +88,7 @@ async fn retry_after_is_honoured() {
         retry_after: Some("1".to_owned()),
     });
     let started = Instant::now();
-    let response = TestClient::new()
-        .post_json(
-            &gateway.url("/v1/chat/completions"),
-            &gateway.tenant_key,
-            &chat_body(false),
-        )
-        .await;
+    let response = chat(&gateway, &chat_body(false)).await;
     assert_eq!(response.status, StatusCode::OK, "{}", response.text());
     assert!(
         started.elapsed() >= Duration::from_millis(950),
@@ -129,17 +104,11 @@ async fn a_stalled_route_times_out_and_falls_back() {
         two_routes("max_retries = 0\nfirst_byte_timeout_ms = 300").await;
     primary.push(Behaviour::StallBeforeHead(Duration::from_secs(5)));
     let started = Instant::now();
-    let response = TestClient::new()
-        .post_json(
-            &gateway.url("/v1/chat/completions"),
-            &gateway.tenant_key,
-            &chat_body(false),
-        )
-        .await;
+    let response = chat(&gateway, &chat_body(false)).await;
     assert_eq!(response.status, StatusCode::OK, "{}", response.text());
     assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!(backup.request_count(), 1, "the backup answered");
-    let text = metrics(&gateway).await;
+    let text = scrape_metrics(&gateway).await;
     for line in [
         "flowgate_upstream_attempts_total{provider=\"primary\",outcome=\"timeout\"} 1",
         "flowgate_fallbacks_total{model=\"gpt-4o-mini\"} 1",
@@ -159,13 +128,7 @@ async fn request_errors_are_not_retried_and_keep_their_body() {
     let (primary, backup, gateway) = two_routes("max_retries = 2\nretry_backoff_ms = 10").await;
     let refusal = r#"{"error":{"message":"messages must not be empty","type":"invalid_request_error","param":"messages","code":null}}"#;
     primary.push(status(refusal, 400));
-    let response = TestClient::new()
-        .post_json(
-            &gateway.url("/v1/chat/completions"),
-            &gateway.tenant_key,
-            &chat_body(false),
-        )
-        .await;
+    let response = chat(&gateway, &chat_body(false)).await;
     assert_eq!(response.status, StatusCode::BAD_REQUEST);
     assert_eq!(
         response.text(),
@@ -183,13 +146,7 @@ async fn when_every_route_fails_the_client_gets_a_502_not_a_200() {
         primary.push(status(SERVER_ERROR, 500));
         backup.push(status(SERVER_ERROR, 503));
     }
-    let response = TestClient::new()
-        .post_json(
-            &gateway.url("/v1/chat/completions"),
-            &gateway.tenant_key,
-            &chat_body(false),
-        )
-        .await;
+    let response = chat(&gateway, &chat_body(false)).await;
     assert_eq!(
         response.status,
         StatusCode::SERVICE_UNAVAILABLE,
@@ -213,27 +170,21 @@ async fn the_circuit_opens_after_consecutive_failures_and_a_probe_closes_it() {
     for _ in 0..2 {
         primary.push(status(SERVER_ERROR, 500));
     }
-    let client = TestClient::new();
-    let url = gateway.url("/v1/chat/completions");
     for _ in 0..3 {
-        let response = client
-            .post_json(&url, &gateway.tenant_key, &chat_body(false))
-            .await;
+        let response = chat(&gateway, &chat_body(false)).await;
         assert_eq!(response.status, StatusCode::OK, "{}", response.text());
     }
     // Two failures opened the circuit: the third request went straight to the backup.
     assert_eq!(primary.request_count(), 2);
     assert_eq!(backup.request_count(), 3);
     assert!(has_line(
-        &metrics(&gateway).await,
+        &scrape_metrics(&gateway).await,
         "flowgate_upstream_attempts_total{provider=\"primary\",outcome=\"circuit_open\"} 1"
     ));
     tokio::time::sleep(Duration::from_millis(500)).await;
     // After the cooldown one probe goes to the primary (healthy now) and closes the circuit.
     for _ in 0..2 {
-        let response = client
-            .post_json(&url, &gateway.tenant_key, &chat_body(false))
-            .await;
+        let response = chat(&gateway, &chat_body(false)).await;
         assert_eq!(response.status, StatusCode::OK);
     }
     assert_eq!(
@@ -270,12 +221,8 @@ routes = [ {{ provider = "a", weight = 3 }}, {{ provider = "b", weight = 1 }} ]
     let gateway = TestGateway::spawn(&config, &[])
         .await
         .unwrap_or_else(|err| panic!("gateway: {err:#}"));
-    let client = TestClient::new();
-    let url = gateway.url("/v1/chat/completions");
     for _ in 0..200 {
-        let response = client
-            .post_json(&url, &gateway.tenant_key, &chat_body(false))
-            .await;
+        let response = chat(&gateway, &chat_body(false)).await;
         assert_eq!(response.status, StatusCode::OK);
     }
     let (a, b) = (primary.request_count(), backup.request_count());
