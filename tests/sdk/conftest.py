@@ -13,6 +13,8 @@ import urllib.request
 
 import pytest
 
+import anthropic_upstream
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -51,6 +53,8 @@ class Gateway:
         self.admin_key = admin_key
         self.tenant_key = tenant_key
         self.upstream_url = upstream_url
+        # What the Anthropic-format upstream behind model `claude-sonnet` last received.
+        self.anthropic_upstream = anthropic_upstream.Handler
 
 
 @pytest.fixture(scope="session")
@@ -61,6 +65,7 @@ def gateway(tmp_path_factory):
     mock_port, port, internal_port = free_port(), free_port(), free_port()
     mock = subprocess.Popen([mock_bin, "--listen", f"127.0.0.1:{mock_port}"])
     wait_for_port(mock_port, mock)
+    claude_server, claude_port = anthropic_upstream.start()
     (work / "flowgate.toml").write_text(
         f"""
 [server]
@@ -79,6 +84,16 @@ routes = [ {{ provider = "upstream" }} ]
 [[models]]
 name = "text-embedding-3-small"
 routes = [ {{ provider = "upstream" }} ]
+
+[[providers]]
+name = "claude"
+kind = "anthropic"
+base_url = "http://127.0.0.1:{claude_port}/v1"
+api_key_env = "TEST_ANTHROPIC_KEY"
+
+[[models]]
+name = "claude-sonnet"
+routes = [ {{ provider = "claude", model = "claude-upstream" }} ]
 """
     )
     admin_key = "fga_" + secrets.token_hex(24)
@@ -88,6 +103,7 @@ routes = [ {{ provider = "upstream" }} ]
         "FLOWGATE_ADMIN_API_KEY": admin_key,
         "FLOWGATE_DATABASE_URL": f"sqlite://{work}/flowgate.db",
         "FLOWGATE_LOG_LEVEL": "warn",
+        "TEST_ANTHROPIC_KEY": "sk-ant-test-credential",
     }
     server = subprocess.Popen([flowgate_bin, "serve"], cwd=work, env=env)
     try:
@@ -98,5 +114,6 @@ routes = [ {{ provider = "upstream" }} ]
     finally:
         server.terminate()
         mock.terminate()
+        claude_server.shutdown()
         server.wait(timeout=15)
         mock.wait(timeout=15)
