@@ -18,6 +18,9 @@
 # ladder, 5 s per step). Overhead = path minus direct at the same percentile. Both flowgate
 # builds are the same release binary; the two configurations run one after the other.
 #
+# With FLOWGATE_REDIS_URL set (e.g. redis://127.0.0.1:6379) both gateways take their limits
+# through Redis (one script round trip per admission) instead of in process.
+#
 # CPU pinning on the 2-core machine: the gateway alone on CPU 1 (`taskset -c 1`), the mock
 # and the load generator together on CPU 0. Prints a Markdown table, RSS (idle after start,
 # peak at the end) per gateway, and writes the raw JSON under bench/results/.
