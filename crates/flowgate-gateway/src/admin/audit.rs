@@ -1,5 +1,6 @@
 //! Audit API: `GET /v1/audit` (filtered listing by status, tenant, rule, model, request id and
-//! time, newest first, cursor pagination),
+//! time, newest first, cursor pagination; `origin=NAME` lists another node's log, `origin=*`
+//! every node's log in the shared store, merged newest first, paged with `to=next_to`),
 //! `GET /v1/audit/stats`, `GET /v1/audit/checkpoints`, `GET /v1/audit/proof?index=`. The
 //! admin key sees every tenant; a tenant key sees only its own tenant's records and
 //! aggregates (checkpoints are public data: roots and signatures, no content). Times are epoch
@@ -45,7 +46,12 @@ struct ListQuery {
     to: Option<u64>,
     limit: Option<u32>,
     cursor: Option<u64>,
+    /// The log to list: absent for this node's own, a node's origin, or `*` for every node's.
+    origin: Option<String>,
 }
+
+/// `origin=*`: every node's log.
+const ALL_ORIGINS: &str = "*";
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,6 +95,7 @@ fn scope(
 
 #[derive(Serialize)]
 struct ListedRecord {
+    origin: String,
     index: u64,
     time_ms: u64,
     record: AuditRecord,
@@ -114,31 +121,96 @@ async fn list(
         limit,
     };
     let audit = state.audit();
-    let rows = audit.store().list_audit(audit.origin(), &filter).await?;
+    let origin = params
+        .origin
+        .filter(|origin| !origin.is_empty())
+        .unwrap_or_else(|| audit.origin().to_owned());
+    if origin == ALL_ORIGINS {
+        if filter.before_index.is_some() {
+            return Err(ApiError::invalid(
+                "cursor pages one origin's log; with origin=* page with to=next_to",
+            ));
+        }
+        return list_all_origins(audit.store().as_ref(), filter).await;
+    }
+    let rows = audit.store().list_audit(&origin, &filter).await?;
     let next_cursor = (rows.len() == limit as usize)
         .then(|| rows.last().map(|row| row.index))
         .flatten();
-    let data = rows
-        .into_iter()
+    let data = listed(&origin, rows)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "object": "list",
+            "origin": origin,
+            "data": data,
+            "next_cursor": next_cursor,
+        }),
+    ))
+}
+
+fn listed(
+    origin: &str,
+    rows: Vec<flowgate_store::AuditRow>,
+) -> Result<Vec<ListedRecord>, ApiError> {
+    rows.into_iter()
         .map(|row| {
             AuditRecord::parse(row.record.as_bytes())
                 .map(|record| ListedRecord {
+                    origin: origin.to_owned(),
                     index: row.index,
                     time_ms: row.time_ms,
                     record,
                 })
                 .map_err(|err| ApiError::Internal {
-                    detail: format!("stored audit record {} does not parse: {err}", row.index),
+                    detail: format!(
+                        "stored audit record {origin}/{} does not parse: {err}",
+                        row.index
+                    ),
                 })
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect()
+}
+
+/// Every node's records (each replica writes its own log under its own origin), merged newest
+/// first. A full page stops before the records of its last millisecond, whose time it returns
+/// as `next_to`: `to` is exclusive, so the next page (`to=next_to`) starts with them and no
+/// record is skipped or repeated (unless one page's worth of records share one millisecond;
+/// then raise `limit`).
+async fn list_all_origins(
+    store: &dyn flowgate_store::AuditStore,
+    filter: AuditFilter,
+) -> Result<Response, ApiError> {
+    let limit = filter.limit as usize;
+    // One more than a page from each log tells whether anything is left after this page.
+    let filter = AuditFilter {
+        limit: filter.limit.saturating_add(1),
+        ..filter
+    };
+    let mut merged = Vec::new();
+    let origins = store.audit_origins().await?;
+    for origin in &origins {
+        let rows = store.list_audit(origin, &filter).await?;
+        merged.extend(listed(origin, rows)?);
+    }
+    merged.sort_by(|a, b| (b.time_ms, &b.origin, b.index).cmp(&(a.time_ms, &a.origin, a.index)));
+    let mut next_to = None;
+    if merged.len() > limit {
+        merged.truncate(limit);
+        let last = merged.last().map_or(0, |record| record.time_ms);
+        if merged.first().is_some_and(|record| record.time_ms != last) {
+            merged.retain(|record| record.time_ms != last);
+        }
+        next_to = Some(last);
+    }
     Ok(json_response(
         StatusCode::OK,
         &json!({
             "object": "list",
-            "origin": audit.origin(),
-            "data": data,
-            "next_cursor": next_cursor,
+            "origin": ALL_ORIGINS,
+            "origins": origins,
+            "data": merged,
+            "next_to": next_to,
         }),
     ))
 }
