@@ -6,6 +6,7 @@ mod anthropic;
 mod audit;
 mod conformance;
 mod data_plane;
+mod hot_path;
 mod lifecycle;
 mod limits;
 mod metrics;
