@@ -1,13 +1,28 @@
 //! `GET /health` (liveness: the process answers) and `GET /health/ready` (readiness: every
 //! dependency the configuration makes mandatory answers; 503 naming the failing ones).
+//!
+//! Readiness reports each dependency on its own line of `checks`:
+//! - `store`: the database (SQLite or PostgreSQL) answers a ping within 2 s: `ok` or
+//!   `unavailable` (failing: admin changes and audit writes need it).
+//! - `redis` (only when `FLOWGATE_REDIS_URL` is set): as the limiter last saw it: `ok`, or
+//!   while it is marked down `fallback` (limits are counted per process, `on_redis_down =
+//!   "local"`: reported, not failing) or `unavailable` (`"refuse"`: failing, requests are
+//!   refused).
+//! - `audit_writer`: the writer's queue (`audit_backlog` gives `queued` and `capacity`): `ok`,
+//!   or once the queue is full `unavailable` (`on_full = "refuse"`: failing, requests are
+//!   refused) or `dropping` (`"serve"`: reported, not failing).
+//!
+//! `failing` lists the failing checks in that order.
 
 use crate::state::AppState;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use flowgate_config::{AuditOnFull, OnRedisDown};
+use flowgate_ratelimit::Limiter;
 use http::StatusCode;
-use serde_json::json;
+use serde_json::{Map, Value, json};
 use std::time::Duration;
 
 pub fn router() -> Router<AppState> {
@@ -21,17 +36,53 @@ async fn live() -> Response {
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
+    let mut checks = Map::new();
+    let mut failing = Vec::new();
+    let mut check = |name: &'static str, status: &'static str, fails: bool| {
+        checks.insert(name.to_owned(), Value::from(status));
+        if fails {
+            failing.push(name);
+        }
+    };
+
     let store_ok = matches!(
         tokio::time::timeout(Duration::from_secs(2), state.store().ping()).await,
         Ok(Ok(()))
     );
-    let checks = json!({"store": if store_ok { "ok" } else { "unavailable" }});
-    if store_ok {
+    check(
+        "store",
+        if store_ok { "ok" } else { "unavailable" },
+        !store_ok,
+    );
+
+    if let Limiter::Redis(redis) = state.limiter() {
+        let refuse = state.config().limits.on_redis_down == OnRedisDown::Refuse;
+        match (redis.health().fallback_active, refuse) {
+            (false, _) => check("redis", "ok", false),
+            (true, false) => check("redis", "fallback", false),
+            (true, true) => check("redis", "unavailable", true),
+        }
+    }
+
+    let audit = state.audit();
+    let (queued, capacity) = audit.backlog();
+    let full = queued >= capacity;
+    match (full, audit.on_full()) {
+        (false, _) => check("audit_writer", "ok", false),
+        (true, AuditOnFull::Serve) => check("audit_writer", "dropping", false),
+        (true, AuditOnFull::Refuse) => check("audit_writer", "unavailable", true),
+    }
+    checks.insert(
+        "audit_backlog".to_owned(),
+        json!({"queued": queued, "capacity": capacity}),
+    );
+
+    if failing.is_empty() {
         Json(json!({"status": "OK", "checks": checks})).into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "UNAVAILABLE", "failing": ["store"], "checks": checks})),
+            Json(json!({"status": "UNAVAILABLE", "failing": failing, "checks": checks})),
         )
             .into_response()
     }

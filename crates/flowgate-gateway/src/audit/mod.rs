@@ -318,6 +318,19 @@ impl AuditLog {
         OriginLog::new(Arc::clone(&self.shared.store), &self.shared.origin)
     }
 
+    /// The writer's backlog: (records queued and not yet taken by the writer, queue capacity).
+    /// A full queue means the store is not keeping up (or is down): `on_full` applies.
+    pub fn backlog(&self) -> (usize, usize) {
+        let sender = &self.shared.sender;
+        let capacity = sender.max_capacity();
+        (capacity.saturating_sub(sender.capacity()), capacity)
+    }
+
+    /// What happens to records once the queue is full.
+    pub fn on_full(&self) -> AuditOnFull {
+        self.shared.on_full
+    }
+
     /// Records dropped in `serve` mode since start (alert metric).
     pub fn dropped_total(&self) -> u64 {
         self.shared.dropped_total.load(Ordering::Relaxed)

@@ -11,6 +11,7 @@ mod lifecycle;
 mod limits;
 mod metrics;
 mod policy;
+mod readiness;
 mod redis_outage;
 mod routing;
 mod rules;
