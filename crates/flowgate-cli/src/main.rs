@@ -75,6 +75,24 @@ enum Command {
         #[command(subcommand)]
         command: commands::audit::AuditCommand,
     },
+    /// Back up the store: a SQLite snapshot (VACUUM INTO), or pg_dump for PostgreSQL.
+    Backup {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The backup file to create.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Restore a backup into the configured store (stop the gateways first).
+    Restore {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// The backup file.
+        file: PathBuf,
+        /// Replace a store that already holds data.
+        #[arg(long)]
+        force: bool,
+    },
     /// Check that a running gateway answers /health (for container health checks).
     Healthcheck {
         /// Health URL (default: http://127.0.0.1:$FLOWGATE_PORT/health).
@@ -115,6 +133,12 @@ fn main() -> ExitCode {
             Command::Config {
                 command: ConfigCommand::Check(args),
             } => commands::config_check(&args).await,
+            Command::Backup { config, out } => commands::backup::backup(&config, &out).await,
+            Command::Restore {
+                config,
+                file,
+                force,
+            } => commands::backup::restore(&config, &file, force).await,
             Command::Healthcheck { url } => commands::healthcheck(url).await,
             Command::Audit { command } => commands::audit::run(command).await,
             Command::Rules { command } => commands::rules::run(command),

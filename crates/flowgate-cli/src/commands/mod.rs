@@ -1,6 +1,7 @@
 //! Command implementations, plus the configuration loading they share.
 
 pub mod audit;
+pub mod backup;
 pub mod keys;
 pub mod providers;
 pub mod rotate_master;
