@@ -14,9 +14,9 @@
 //!   requests, and no call at all of any other method.
 //! - With the audit log enabled, the same holds for the `Store` methods; the audit records
 //!   reach the database only through the node's writer task, group-committed: at most one
-//!   `append_audit` per request (fewer when batches form), and every audit-store call of the
-//!   burst comes from at most two tasks (the writer, and the refresh poller's task never
-//!   touches the audit store) while the requests run on many connection tasks.
+//!   `append_audit` per request (fewer when batches form), no audit read, and every
+//!   audit-store call of the burst comes from one task (the writer; not the poller's), while
+//!   the requests run on many connection tasks.
 //!
 //! Webhook storage (`Store::webhook_store`) is handed through uncounted: no webhook is
 //! subscribed here, and its delivery worker is a background task of its own.
