@@ -11,10 +11,10 @@ use flowgate_config::{Config, LimitDefaults, OnRedisDown, RetryPolicy};
 use flowgate_policy::{Policy, Preset};
 use flowgate_providers::Upstream;
 use flowgate_ratelimit::{
-    InProcessLimiter, LimitSpec, LimitSpecConfig, Limiter, RedisLimiter, RedisLimiterConfig,
-    SystemClock,
+    InProcessLimiter, LimitSpec, LimitSpecConfig, LimitSpecError, Limiter, RedisLimiter,
+    RedisLimiterConfig, SystemClock,
 };
-use flowgate_store::{Store, StoreError, StoreSnapshot, StoredRule, Tenant};
+use flowgate_store::{KeyRecord, Store, StoreError, StoreSnapshot, StoredRule, Tenant};
 use flowgate_types::{KeyDigest, KeyHasher, KeyId, MasterKey, RequestIdGenerator, now_millis};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -54,6 +54,8 @@ struct KeyEntry {
     digest: KeyDigest,
     key_id: KeyId,
     expires_at: Option<i64>,
+    /// The key's own limits, when it has any (built once per snapshot, like the tenant's).
+    limits: Option<LimitSpec>,
     tenant: Arc<TenantEntry>,
 }
 
@@ -62,6 +64,8 @@ struct KeyEntry {
 pub struct Principal {
     pub tenant: Arc<TenantEntry>,
     pub key_id: KeyId,
+    /// The key's own limits, checked beside the tenant's; `None` when the key has none.
+    pub key_limits: Option<LimitSpec>,
 }
 
 /// Everything the request path reads, built from one store snapshot.
@@ -72,26 +76,61 @@ pub struct Snapshot {
     tenants: HashMap<String, Arc<TenantEntry>>,
 }
 
-/// A tenant's limits: per-minute figures scaled to the configured window.
-fn tenant_limits(tenant: &Tenant, defaults: &LimitDefaults) -> LimitSpec {
+/// Limits of one subject (tenant or key): per-minute figures scaled to the configured window,
+/// with the configured burst factor. `None` means no limit of that kind.
+fn scaled_limits(
+    requests_per_minute: Option<u64>,
+    tokens_per_minute: Option<u64>,
+    max_concurrent: Option<u32>,
+    defaults: &LimitDefaults,
+) -> Result<LimitSpec, LimitSpecError> {
     let window_secs = defaults.window.as_secs().max(1);
     let per_window = |per_minute: u64| (per_minute.saturating_mul(window_secs) / 60).max(1);
+    LimitSpec::new(LimitSpecConfig {
+        requests_per_window: requests_per_minute.map(per_window),
+        tokens_per_window: tokens_per_minute.map(per_window),
+        max_concurrent,
+        burst_factor: defaults.burst_factor,
+        window: defaults.window,
+    })
+}
+
+/// A tenant's limits: its own figures, else the configured default request rate.
+fn tenant_limits(tenant: &Tenant, defaults: &LimitDefaults) -> LimitSpec {
     let rpm = u64::from(
         tenant
             .max_requests_per_minute
             .unwrap_or(defaults.requests_per_minute),
     );
-    let spec = LimitSpec::new(LimitSpecConfig {
-        requests_per_window: Some(per_window(rpm)),
-        tokens_per_window: tenant.max_tokens_per_minute.map(per_window),
-        max_concurrent: tenant.max_concurrent_requests,
-        burst_factor: defaults.burst_factor,
-        window: defaults.window,
-    });
-    spec.unwrap_or_else(|err| {
+    scaled_limits(
+        Some(rpm),
+        tenant.max_tokens_per_minute,
+        tenant.max_concurrent_requests,
+        defaults,
+    )
+    .unwrap_or_else(|err| {
         tracing::warn!(tenant_id = %tenant.id, error = %err, "tenant limits out of range; applying none");
         LimitSpec::unlimited()
     })
+}
+
+/// A key's own limits, `None` when it has none (no default applies to keys: only the kinds
+/// set on the key limit it, beside its tenant's limits).
+fn key_limits(key: &KeyRecord, defaults: &LimitDefaults) -> Option<LimitSpec> {
+    let own = key.limits;
+    if !own.any() {
+        return None;
+    }
+    scaled_limits(
+        own.max_requests_per_minute.map(u64::from),
+        own.max_tokens_per_minute,
+        own.max_concurrent_requests,
+        defaults,
+    )
+    .inspect_err(|err| {
+        tracing::warn!(key_id = %key.id, error = %err, "key limits out of range; applying the tenant's only");
+    })
+    .ok()
 }
 
 /// One compiled policy per preset (the configured rules follow each preset's own), shared by
@@ -244,10 +283,12 @@ impl Snapshot {
             let Some(tenant) = tenants.get(key.tenant_id.as_str()) else {
                 continue;
             };
+            let limits = key_limits(&key, defaults);
             keys.entry(key.digest.bucket()).or_default().push(KeyEntry {
                 digest: key.digest,
                 key_id: key.id,
                 expires_at: key.expires_at,
+                limits,
                 tenant: Arc::clone(tenant),
             });
         }
@@ -265,6 +306,7 @@ impl Snapshot {
             (entry.digest.ct_eq(digest) && live).then(|| Principal {
                 tenant: Arc::clone(&entry.tenant),
                 key_id: entry.key_id.clone(),
+                key_limits: entry.limits,
             })
         })
     }

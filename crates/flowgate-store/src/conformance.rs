@@ -3,9 +3,9 @@
 //! Lives in the library so any future backend's tests call the same function.
 
 use crate::{
-    AttemptOutcome, AuditEntry, AuditFilter, AuditStore, AuditWrite, DeliveryStatus, NewDelivery,
-    NewKey, NewTenant, OriginLog, Store, StoreError, StoredCheckpoint, StoredRule, TenantPatch,
-    Webhook, WebhookStore,
+    AttemptOutcome, AuditEntry, AuditFilter, AuditStore, AuditWrite, DeliveryStatus, KeyLimits,
+    NewDelivery, NewKey, NewTenant, OriginLog, Store, StoreError, StoredCheckpoint, StoredRule,
+    TenantPatch, Webhook, WebhookStore,
 };
 use flowgate_audit::appender::LogAppender;
 use flowgate_audit::checkpoint::CheckpointPolicy;
@@ -38,6 +38,7 @@ fn new_key(tenant: &TenantId, hasher: &KeyHasher, now: i64) -> (ApiKeySecret, Ne
         digest: hasher.digest(secret.expose()),
         prefix: secret.display_prefix(),
         created_at: now,
+        limits: KeyLimits::default(),
     };
     (secret, key)
 }
@@ -206,6 +207,7 @@ pub async fn run_all(store: &dyn Store) {
         .unwrap_or_else(|err| panic!("snapshot: {err}"));
     assert!(snapshot.tenants.is_empty() && snapshot.keys.is_empty());
 
+    run_key_limits(store, &hasher).await;
     run_rules(store, &hasher).await;
     run_credentials(store).await;
 
@@ -215,6 +217,67 @@ pub async fn run_all(store: &dyn Store) {
     if let Some(webhooks) = store.webhook_store() {
         run_webhooks(webhooks.as_ref()).await;
     }
+}
+
+/// Per-key limits: stored with the key (each independently optional, tokens beyond 32 bits),
+/// returned by `create_key`, `list_keys` and the snapshot; a key without limits reads back
+/// with none.
+async fn run_key_limits(store: &dyn Store, hasher: &KeyHasher) {
+    let tenant = new_tenant("key-limits", 6_000);
+    let (_, plain) = new_key(&tenant.id, hasher, 6_000);
+    store
+        .create_tenant(&tenant, &plain)
+        .await
+        .unwrap_or_else(|err| panic!("create tenant: {err}"));
+    let limits = KeyLimits {
+        max_requests_per_minute: Some(2),
+        max_tokens_per_minute: Some(5_000_000_000),
+        max_concurrent_requests: Some(3),
+    };
+    let (_, mut limited) = new_key(&tenant.id, hasher, 6_001);
+    limited.limits = limits;
+    let created = store
+        .create_key(&limited)
+        .await
+        .unwrap_or_else(|err| panic!("create limited key: {err}"));
+    assert_eq!(created.limits, limits, "create_key returns the limits");
+    let (_, mut partial) = new_key(&tenant.id, hasher, 6_002);
+    partial.limits.max_concurrent_requests = Some(1);
+    store
+        .create_key(&partial)
+        .await
+        .unwrap_or_else(|err| panic!("create partial key: {err}"));
+
+    let listed = store
+        .list_keys(&tenant.id)
+        .await
+        .unwrap_or_else(|err| panic!("keys: {err}"));
+    let limits_of = |keys: &[crate::KeyRecord], id: &KeyId| {
+        keys.iter()
+            .find(|key| &key.id == id)
+            .map(|key| key.limits)
+            .unwrap_or_else(|| panic!("key {id} listed"))
+    };
+    assert_eq!(limits_of(&listed, &plain.id), KeyLimits::default());
+    assert!(!limits_of(&listed, &plain.id).any());
+    assert_eq!(limits_of(&listed, &limited.id), limits);
+    assert_eq!(
+        limits_of(&listed, &partial.id),
+        KeyLimits {
+            max_concurrent_requests: Some(1),
+            ..KeyLimits::default()
+        }
+    );
+    let snapshot = store
+        .load_snapshot()
+        .await
+        .unwrap_or_else(|err| panic!("snapshot: {err}"));
+    assert_eq!(
+        limits_of(&snapshot.keys, &limited.id),
+        limits,
+        "the snapshot carries key limits"
+    );
+    assert!(store.delete_tenant(&tenant.id).await.unwrap_or(false));
 }
 
 /// The provider-credential contract: set inserts or replaces (sealed text kept verbatim),

@@ -24,7 +24,7 @@ pub use audit::{
 };
 pub use credentials::{Reseal, StoredCredential};
 pub use migrate::MigrationReport;
-pub use model::{KeyRecord, NewKey, NewTenant, StoreSnapshot, Tenant, TenantPatch};
+pub use model::{KeyLimits, KeyRecord, NewKey, NewTenant, StoreSnapshot, Tenant, TenantPatch};
 pub use rules::StoredRule;
 pub use sql::{SqlStore, StoreOptions};
 pub use webhook::{AttemptOutcome, Delivery, DeliveryStatus, NewDelivery, Webhook, WebhookStore};

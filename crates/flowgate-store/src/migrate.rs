@@ -44,6 +44,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "provider_credentials",
         sql: include_str!("../migrations/sqlite/0006_provider_credentials.sql"),
     },
+    Migration {
+        version: 7,
+        name: "key_limits",
+        sql: include_str!("../migrations/sqlite/0007_key_limits.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -76,6 +81,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 6,
         name: "provider_credentials",
         sql: include_str!("../migrations/postgres/0006_provider_credentials.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "key_limits",
+        sql: include_str!("../migrations/postgres/0007_key_limits.sql"),
     },
 ];
 

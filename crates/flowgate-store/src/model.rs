@@ -57,6 +57,27 @@ mod double_option {
     }
 }
 
+/// A key's own limits, beside its tenant's; `None` adds no limit of that kind (the tenant's
+/// limits always apply as well).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyLimits {
+    #[serde(default)]
+    pub max_requests_per_minute: Option<u32>,
+    #[serde(default)]
+    pub max_tokens_per_minute: Option<u64>,
+    #[serde(default)]
+    pub max_concurrent_requests: Option<u32>,
+}
+
+impl KeyLimits {
+    /// Whether the key has any limit of its own.
+    pub fn any(&self) -> bool {
+        self.max_requests_per_minute.is_some()
+            || self.max_tokens_per_minute.is_some()
+            || self.max_concurrent_requests.is_some()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRecord {
     pub id: KeyId,
@@ -68,6 +89,7 @@ pub struct KeyRecord {
     /// After this instant the key answers 401 (set by rotation).
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    pub limits: KeyLimits,
 }
 
 impl KeyRecord {
@@ -84,6 +106,7 @@ pub struct NewKey {
     pub digest: KeyDigest,
     pub prefix: String,
     pub created_at: i64,
+    pub limits: KeyLimits,
 }
 
 /// What the gateway caches: read in one transaction, stamped with the change counter.

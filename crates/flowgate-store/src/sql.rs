@@ -144,6 +144,17 @@ fn tenant_from_row(row: &AnyRow) -> Result<Tenant, StoreError> {
 fn key_from_row(row: &AnyRow) -> Result<KeyRecord, StoreError> {
     let get_error = query_error("read key");
     let digest: String = row.try_get("digest").map_err(&get_error)?;
+    let optional = |column: &str| -> Result<Option<i64>, StoreError> {
+        row.try_get(column).map_err(&get_error)
+    };
+    let limits = KeyLimits {
+        max_requests_per_minute: optional("max_requests_per_minute")?
+            .and_then(|value| u32::try_from(value).ok()),
+        max_tokens_per_minute: optional("max_tokens_per_minute")?
+            .and_then(|value| u64::try_from(value).ok()),
+        max_concurrent_requests: optional("max_concurrent_requests")?
+            .and_then(|value| u32::try_from(value).ok()),
+    };
     Ok(KeyRecord {
         id: KeyId::new(row.try_get::<String, _>("id").map_err(&get_error)?),
         tenant_id: TenantId::new(row.try_get::<String, _>("tenant_id").map_err(&get_error)?),
@@ -155,12 +166,12 @@ fn key_from_row(row: &AnyRow) -> Result<KeyRecord, StoreError> {
         created_at: row.try_get("created_at").map_err(&get_error)?,
         expires_at: row.try_get("expires_at").map_err(&get_error)?,
         revoked_at: row.try_get("revoked_at").map_err(&get_error)?,
+        limits,
     })
 }
 
 const TENANT_COLUMNS: &str = "SELECT id, name, rules_preset, max_requests_per_minute, max_tokens_per_minute, max_concurrent_requests, allowed_models, created_at, updated_at FROM tenants";
-const KEY_COLUMNS: &str =
-    "SELECT id, tenant_id, digest, prefix, created_at, expires_at, revoked_at FROM api_keys";
+const KEY_COLUMNS: &str = "SELECT id, tenant_id, digest, prefix, created_at, expires_at, revoked_at, max_requests_per_minute, max_tokens_per_minute, max_concurrent_requests FROM api_keys";
 const BUMP_VERSION: &str = "UPDATE flowgate_state SET version = version + 1 WHERE id = 1";
 
 fn opt_i64<T: TryInto<i64>>(value: Option<T>) -> Option<i64> {
@@ -371,6 +382,7 @@ impl Store for SqlStore {
             created_at: key.created_at,
             expires_at: None,
             revoked_at: None,
+            limits: key.limits,
         })
     }
 
@@ -549,12 +561,15 @@ async fn insert_key(
     transaction: &mut sqlx::Transaction<'_, sqlx::Any>,
     key: &NewKey,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO api_keys (id, tenant_id, digest, prefix, created_at) VALUES ($1, $2, $3, $4, $5)")
+    sqlx::query("INSERT INTO api_keys (id, tenant_id, digest, prefix, created_at, max_requests_per_minute, max_tokens_per_minute, max_concurrent_requests) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
         .bind(key.id.as_str())
         .bind(key.tenant_id.as_str())
         .bind(key.digest.to_hex())
         .bind(&key.prefix)
         .bind(key.created_at)
+        .bind(opt_i64(key.limits.max_requests_per_minute))
+        .bind(opt_i64(key.limits.max_tokens_per_minute))
+        .bind(opt_i64(key.limits.max_concurrent_requests))
         .execute(&mut **transaction)
         .await
         .map_err(query_error("insert key"))?;

@@ -1,11 +1,12 @@
 //! `/v1/tenants` and `/v1/tenants/{id}/keys`: create (the key is shown once), list, show,
-//! patch, delete, add key, rotate keys (emitting `key.rotated`), revoke a key. Every change reloads this node's
-//! snapshot before answering, so the next request already sees it.
+//! patch, delete, add key (with optional limits of its own), rotate keys (emitting
+//! `key.rotated`; the new key keeps the old one's limits), revoke a key. Every change reloads
+//! this node's snapshot before answering, so the next request already sees it.
 
 use super::{json_response, parse_json, read_admin_body, require_admin, require_admin_or_tenant};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::tenants::{self, CreateTenant, KeyView};
+use crate::tenants::{self, CreateKey, CreateTenant, KeyView};
 use crate::webhooks::Event;
 use axum::Router;
 use axum::extract::{Path, Request, State};
@@ -164,10 +165,13 @@ async fn add_key(
     request: Request,
 ) -> Result<Response, ApiError> {
     require_admin(&state, request.headers())?;
-    let key = tenants::add_key(
+    let body = read_admin_body(request).await?;
+    let create: CreateKey = parse_json(&body)?;
+    let key = tenants::add_key_with_limits(
         state.store().as_ref(),
         state.key_hasher(),
         &TenantId::new(id),
+        create.limits()?,
     )
     .await?;
     state.refresh_after_change().await?;

@@ -350,7 +350,10 @@ async fn admit(
             id: principal.tenant.tenant.id.as_str(),
             limits: &principal.tenant.limits,
         },
-        key: None,
+        key: principal.key_limits.as_ref().map(|limits| Subject {
+            id: principal.key_id.as_str(),
+            limits,
+        }),
         reserve_tokens,
     };
     match state.limiter().admit(&request).await {
