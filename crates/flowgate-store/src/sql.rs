@@ -35,6 +35,13 @@ pub struct SqlStore {
     backend: Backend,
 }
 
+impl SqlStore {
+    /// Whether this store is SQLite (for the few statements whose best form differs).
+    pub(crate) fn is_sqlite(&self) -> bool {
+        self.backend == Backend::Sqlite
+    }
+}
+
 pub(crate) fn query_error(operation: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
     move |source| match &source {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict {
