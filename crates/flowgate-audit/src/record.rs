@@ -206,12 +206,13 @@ pub enum RecordError {
 }
 
 impl AuditRecord {
-    /// A gap marker: `lost` records were dropped for `reason` (every other field empty).
+    /// A record of `kind` at `time_ms` with this schema version and every other field empty
+    /// (`decision` `ERROR` until the writer sets it).
     #[must_use]
-    pub fn gap(time_ms: u64, lost: u64, reason: &str) -> Self {
+    pub fn empty(kind: RecordKind, time_ms: u64) -> Self {
         Self {
             schema: SCHEMA_VERSION,
-            kind: RecordKind::Gap,
+            kind,
             request_id: String::new(),
             time_ms,
             tenant_id: String::new(),
@@ -228,10 +229,19 @@ impl AuditRecord {
             usage: None,
             latency: Latencies::default(),
             http_status: None,
+            gap: None,
+        }
+    }
+
+    /// A gap marker: `lost` records were dropped for `reason` (every other field empty).
+    #[must_use]
+    pub fn gap(time_ms: u64, lost: u64, reason: &str) -> Self {
+        Self {
             gap: Some(GapInfo {
                 lost,
                 reason: reason.to_owned(),
             }),
+            ..Self::empty(RecordKind::Gap, time_ms)
         }
     }
 

@@ -64,17 +64,30 @@ impl TestClient {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> http::Response<Incoming> {
+        self.try_send(method, url, headers, body)
+            .await
+            .unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    /// Like `send`, but a refused connection is an `Err`.
+    pub async fn try_send(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Result<http::Response<Incoming>, String> {
         let mut builder = Request::builder().method(method).uri(url);
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
         let request = builder
             .body(Full::new(body.into()))
-            .unwrap_or_else(|err| panic!("building request: {err}"));
+            .map_err(|err| format!("building request: {err}"))?;
         self.client
             .request(request)
             .await
-            .unwrap_or_else(|err| panic!("request to {url} failed: {err}"))
+            .map_err(|err| format!("request to {url} failed: {err}"))
     }
 
     /// Sends a request and reads the whole body.
@@ -99,18 +112,7 @@ impl TestClient {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> Result<TestResponse, String> {
-        let mut builder = Request::builder().method(method).uri(url);
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        let request = builder
-            .body(Full::new(body.into()))
-            .map_err(|err| format!("building request: {err}"))?;
-        let response = self
-            .client
-            .request(request)
-            .await
-            .map_err(|err| format!("request to {url} failed: {err}"))?;
+        let response = self.try_send(method, url, headers, body).await?;
         let (parts, incoming) = response.into_parts();
         let body = incoming
             .collect()

@@ -12,9 +12,7 @@
 use crate::proxy::context::RequestContext;
 use crate::proxy::screen::Screening;
 use flowgate_audit::content::TenantContentKey;
-use flowgate_audit::record::{
-    AuditRecord, Decision, Latencies, RecordKind, RuleFinding, SCHEMA_VERSION, Usage,
-};
+use flowgate_audit::record::{AuditRecord, Decision, Latencies, RecordKind, RuleFinding, Usage};
 use flowgate_translate::IrRequest;
 use flowgate_translate::ir::Part;
 
@@ -75,34 +73,21 @@ fn micros(duration: std::time::Duration) -> u64 {
 }
 
 fn base(context: &RequestContext, kind: RecordKind) -> AuditRecord {
+    let text = |value: Option<&str>| value.unwrap_or_default().to_owned();
     AuditRecord {
-        schema: SCHEMA_VERSION,
-        kind,
         request_id: context.request_id.as_str().to_owned(),
-        time_ms: u64::try_from(flowgate_types::now_millis()).unwrap_or(0),
-        tenant_id: context
-            .tenant_id
-            .as_ref()
-            .map(|id| id.as_str().to_owned())
-            .unwrap_or_default(),
-        key_id: context
-            .key_id
-            .as_ref()
-            .map(|id| id.as_str().to_owned())
-            .unwrap_or_default(),
-        route: context.model.clone().unwrap_or_default(),
-        provider: context.provider.clone().unwrap_or_default(),
-        model: context.model.clone().unwrap_or_default(),
+        tenant_id: text(context.tenant_id.as_ref().map(|id| id.as_str())),
+        key_id: text(context.key_id.as_ref().map(|id| id.as_str())),
+        route: text(context.model.as_deref()),
+        provider: text(context.provider.as_deref()),
+        model: text(context.model.as_deref()),
         stream: context.stream,
         decision: decision(&context.screening),
         findings: findings(&context.screening),
-        request_hash: None,
-        response_hash: None,
-        encrypted_content: None,
-        usage: None,
-        latency: Latencies::default(),
-        http_status: None,
-        gap: None,
+        ..AuditRecord::empty(
+            kind,
+            u64::try_from(flowgate_types::now_millis()).unwrap_or(0),
+        )
     }
 }
 
