@@ -228,6 +228,8 @@ fn secret_bit(kind: SecretKind) -> u16 {
 }
 
 struct Program {
+    /// Per phase (as `plans`): whether any rule covers it, decided at compile time.
+    screens: [bool; 2],
     rules: Vec<CompiledRule>,
     /// Indices of detector rules (checked for every detector hit).
     detector_rules: Vec<usize>,
@@ -368,10 +370,7 @@ impl Policy {
     /// covers, e.g. re-encoding streams when no rule screens responses).
     #[must_use]
     pub fn screens(&self, phase: Phase) -> bool {
-        self.program
-            .rules
-            .iter()
-            .any(|rule| rule.phase.covers(phase))
+        self.program.screens[plan_index(phase)]
     }
 
     /// The ids of the compiled rules, in evaluation order (preset first).
@@ -936,8 +935,11 @@ impl Builder {
             .max(BASE_STREAM_HOLDBACK)
             .max(injection::max_len() + 1)
             .min(MAX_STREAM_HOLDBACK);
+        let screens = [Phase::Request, Phase::Response]
+            .map(|phase| self.rules.iter().any(|rule| rule.phase.covers(phase)));
         Ok(Policy {
             program: Arc::new(Program {
+                screens,
                 rules: self.rules,
                 detector_rules: self.detector_rules,
                 meta_rules: self.meta_rules,

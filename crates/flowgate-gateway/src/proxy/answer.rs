@@ -84,7 +84,6 @@ pub fn stream(
         context,
         status.as_u16(),
         admission,
-        dispatched.route.upstream.name.clone(),
     ));
     Response::from_parts(parts, body)
 }

@@ -33,7 +33,8 @@ pub struct RequestContext {
     pub upstream_time: Duration,
     pub tenant_id: Option<TenantId>,
     pub model: Option<String>,
-    pub provider: Option<String>,
+    /// The upstream of the current (last) attempt, shared, not copied per attempt.
+    pub upstream: Option<Arc<flowgate_providers::Upstream>>,
     pub stream: bool,
     pub usage: Option<Usage>,
     /// Rate-limit state to show in `x-ratelimit-*` headers.
@@ -92,7 +93,7 @@ impl RequestContext {
             upstream_time: Duration::ZERO,
             tenant_id: None,
             model: None,
-            provider: None,
+            upstream: None,
             stream: false,
             usage: None,
             rate_limits: None,
@@ -135,6 +136,13 @@ impl RequestContext {
             self.log(response.status().as_u16(), error_code);
         }
         response
+    }
+
+    /// The name of the provider the request went to, once routed.
+    pub fn provider(&self) -> Option<&str> {
+        self.upstream
+            .as_deref()
+            .map(|upstream| upstream.name.as_str())
     }
 
     /// This node's metrics, for the stages that record more than the request line.
@@ -210,7 +218,7 @@ impl RequestContext {
         self.metrics.request(&RequestOutcome {
             tenant: self.tenant_id.as_ref().map(TenantId::as_str),
             model: self.model.as_deref(),
-            provider: self.provider.as_deref(),
+            provider: self.provider(),
             status,
             error_code,
             usage: self.usage,
@@ -231,7 +239,7 @@ impl RequestContext {
             request_id = %self.request_id,
             tenant = self.tenant_id.as_ref().map_or("", TenantId::as_str),
             model = self.model.as_deref().unwrap_or(""),
-            provider = self.provider.as_deref().unwrap_or(""),
+            provider = self.provider().unwrap_or(""),
             stream = self.stream,
             status,
             error_code = error_code.unwrap_or(""),

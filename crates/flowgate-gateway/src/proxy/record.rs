@@ -79,7 +79,7 @@ fn base(context: &RequestContext, kind: RecordKind) -> AuditRecord {
         tenant_id: text(context.tenant_id.as_ref().map(|id| id.as_str())),
         key_id: text(context.key_id.as_ref().map(|id| id.as_str())),
         route: text(context.model.as_deref()),
-        provider: text(context.provider.as_deref()),
+        provider: text(context.provider()),
         model: text(context.model.as_deref()),
         stream: context.stream,
         decision: decision(&context.screening),

@@ -27,6 +27,7 @@ use flowgate_providers::{
 };
 use http::StatusCode;
 use http::header::RETRY_AFTER;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -161,7 +162,7 @@ pub async fn dispatch<'a>(
         for attempt in 0..attempts {
             let last_attempt_here = attempt + 1 == attempts;
             context.attempts += 1;
-            context.provider = Some(route.upstream.name.clone());
+            context.upstream = Some(Arc::clone(&route.upstream));
             let started = Instant::now();
             let result = send(route, &prepared, call, context).await;
             let waited = started.elapsed();

@@ -263,8 +263,6 @@ pub struct ClientStream {
     status: u16,
     /// The request's limits admission, settled from the reported usage when the stream ends.
     admission: Option<Admission>,
-    /// Upstream provider name, for errors.
-    provider: String,
     /// Set at the first upstream chunk (time to first token).
     first_chunk: bool,
 }
@@ -276,7 +274,6 @@ impl ClientStream {
         context: RequestContext,
         status: u16,
         admission: Admission,
-        provider: String,
     ) -> Self {
         Self {
             upstream,
@@ -285,7 +282,6 @@ impl ClientStream {
             finished: false,
             status,
             admission: Some(admission),
-            provider,
             first_chunk: true,
         }
     }
@@ -316,7 +312,7 @@ impl ClientStream {
     fn fail_after(&mut self, owed: &[u8], failure: &StreamFailure) -> Bytes {
         let error = match failure {
             StreamFailure::Translate(err) => ApiError::UpstreamInvalid {
-                provider: self.provider.clone(),
+                provider: self.context.provider().unwrap_or_default().to_owned(),
                 detail: err.to_string(),
             },
             StreamFailure::Blocked => self
@@ -367,7 +363,9 @@ impl Stream for ClientStream {
                         this.first_chunk = false;
                         let ttft = this.context.started.elapsed();
                         this.context.first_token = Some(ttft);
-                        this.context.metrics().ttft(&this.provider, ttft);
+                        if let Some(provider) = this.context.provider() {
+                            this.context.metrics().ttft(provider, ttft);
+                        }
                     }
                     match this.converter.feed(chunk) {
                         Ok(bytes) if bytes.is_empty() => continue,
