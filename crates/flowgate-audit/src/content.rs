@@ -34,17 +34,22 @@ pub struct EntropyError {
     pub message: String,
 }
 
+/// `N` bytes from the operating system's random source.
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], EntropyError> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|error| EntropyError {
+        message: error.to_string(),
+    })?;
+    Ok(bytes)
+}
+
 impl ContentMasterKey {
     /// Generates a fresh master key from the operating system's random source (first start).
     ///
     /// # Errors
     /// [`EntropyError`].
     pub fn generate() -> Result<Self, EntropyError> {
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).map_err(|error| EntropyError {
-            message: error.to_string(),
-        })?;
-        Ok(Self(bytes))
+        random_bytes().map(Self)
     }
 
     /// The secret bytes, for storing the key. Handle as a secret.

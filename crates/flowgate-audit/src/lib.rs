@@ -4,7 +4,8 @@
 //! canonical record encoding ([`canonical`], [`record`]), the RFC 6962 Merkle tree
 //! ([`merkle`]), C2SP signed notes and tlog checkpoints ([`note`], [`checkpoint`]), the pure
 //! log appender ([`appender`]), the verifier ([`verify`]), the export file format
-//! ([`export`]), keyed content hashing ([`content`]) and the store-facing trait with its async
+//! ([`export`]), keyed content hashing ([`content`]), kept content sealed under tenant data keys
+//! ([`sealed`]) and the store-facing trait with its async
 //! drivers ([`source`]).
 //!
 //! Leaves out storage (the SQLite and PostgreSQL stores implement [`source::AuditSource`]),
@@ -30,5 +31,6 @@ pub mod note;
 pub mod proof;
 pub mod record;
 mod scan;
+pub mod sealed;
 pub mod source;
 pub mod verify;

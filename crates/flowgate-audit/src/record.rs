@@ -33,7 +33,8 @@ pub enum RecordKind {
 }
 
 impl RecordKind {
-    fn as_str(self) -> &'static str {
+    /// The name in the canonical record (`request`, `completion`, `gap`).
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Request => "request",
             Self::Completion => "completion",

@@ -78,6 +78,7 @@ fn write_log(dir: &Path, old: u64, new: u64) {
                 on_full: AuditOnFull::Refuse,
                 queue_capacity: 1024,
                 max_batch: 64,
+                spool: None,
             },
         )
         .await

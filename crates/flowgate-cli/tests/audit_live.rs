@@ -128,11 +128,12 @@ async fn serve_with_tenant(
     dir: &Path,
     upstream: &MockUpstream,
     client: &TestClient,
+    audit_extra: &str,
 ) -> (Child, String, String) {
     let (port, internal) = (free_port(), free_port());
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\ninternal_listen = \"127.0.0.1:{internal}\"\n\n\
-         [audit]\norigin = \"{ORIGIN}\"\ndurable_timeout_ms = 5000\n\n\
+         [audit]\norigin = \"{ORIGIN}\"\ndurable_timeout_ms = 5000\n{audit_extra}\n\n\
          [[providers]]\nname = \"mock\"\nkind = \"openai\"\nbase_url = \"{}\"\n\n\
          [[models]]\nname = \"gpt-4o-mini\"\nroutes = [ {{ provider = \"mock\" }} ]\n",
         upstream.base_url()
@@ -164,33 +165,48 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap_or_else(|err| panic!("runtime: {err}"))
 }
 
-#[test]
-fn prove_content_matches_the_prompt_and_nothing_else() {
-    let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
-    let index = runtime().block_on(async {
+/// Serves from `dir` (with `audit_extra` in `[audit]`), sends one chat ("Be brief." then
+/// `prompt`), waits for its completion record, stops the gateway: (the request record's
+/// index, the answer's text).
+fn one_chat(dir: &Path, audit_extra: &str, prompt: &str) -> (u64, String) {
+    runtime().block_on(async {
         let upstream = MockUpstream::start()
             .await
             .unwrap_or_else(|err| panic!("mock upstream: {err}"));
         let client = TestClient::new();
-        let (mut child, base, key) = serve_with_tenant(dir.path(), &upstream, &client).await;
+        let (mut child, base, key) = serve_with_tenant(dir, &upstream, &client, audit_extra).await;
         let answer = client
             .post_json(
                 &format!("{base}/v1/chat/completions"),
                 &key,
                 &serde_json::json!({"model": "gpt-4o-mini", "messages": [
                     {"role": "system", "content": "Be brief."},
-                    {"role": "user", "content": "What is the capital of France?"}]}),
+                    {"role": "user", "content": prompt}]}),
             )
             .await;
         assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
-        let index = answer
+        let index: u64 = answer
             .header("x-flowgate-audit-index")
             .unwrap_or_default()
+            .parse()
+            .unwrap_or_else(|err| panic!("audit index: {err}"));
+        let answer_text = answer.json()["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap_or_default()
             .to_owned();
+        // The completion record is written when the answer ends; give it a moment.
+        tokio::time::sleep(Duration::from_millis(500)).await;
         child.kill().unwrap_or_else(|err| panic!("{err}"));
         let _ = child.wait();
-        index
-    });
+        (index, answer_text)
+    })
+}
+
+#[test]
+fn prove_content_matches_the_prompt_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
+    let (index, _) = one_chat(dir.path(), "", "What is the capital of France?");
+    let index = index.to_string();
     let prove = |text: &str| {
         command(dir.path())
             .args(["audit", "prove-content", "--index", &index, "--text", text])
@@ -210,6 +226,108 @@ fn prove_content_matches_the_prompt_and_nothing_else() {
     assert_eq!(report["matches"], "request");
     let refused = prove("Be brief.\n\nWhat is the capital of Spain?");
     assert_eq!(refused.status.code(), Some(1));
+    // By default no content is kept: there is nothing to show.
+    let shown = show_content(dir.path(), &index);
+    assert_eq!(shown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&shown.stderr).contains("keeps no content"));
+}
+
+fn show_content(dir: &Path, index: &str) -> std::process::Output {
+    command(dir)
+        .args(["audit", "show-content", "--index", index])
+        .output()
+        .unwrap_or_else(|err| panic!("{err}"))
+}
+
+/// Every file under `dir` (the SQLite database, its WAL, the spool), searched for `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut folders = vec![dir.to_owned()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if std::fs::read(&path)
+                .is_ok_and(|bytes| bytes.windows(needle.len()).any(|window| window == needle))
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn kept_content_is_sealed_in_the_log_and_opens_with_the_master_key() {
+    let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
+    let (index, answer_text) = one_chat(
+        dir.path(),
+        "hash_prompts = false",
+        "The launch word is swordfish.",
+    );
+    // Nothing on disk holds the prompt in clear.
+    assert_eq!(
+        files_containing(dir.path(), b"swordfish"),
+        Vec::<std::path::PathBuf>::new()
+    );
+    let shown = show_content(dir.path(), &index.to_string());
+    assert_eq!(
+        shown.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&shown.stdout).unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(report["kind"], "request");
+    assert_eq!(
+        report["content"],
+        "Be brief.\n\nThe launch word is swordfish."
+    );
+    let tenant = report["tenant_id"].as_str().unwrap_or_default().to_owned();
+    // The completion record (the next one: nothing else ran) keeps the answer.
+    let shown = show_content(dir.path(), &(index + 1).to_string());
+    assert_eq!(shown.status.code(), Some(0));
+    let report: serde_json::Value =
+        serde_json::from_slice(&shown.stdout).unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(report["kind"], "completion");
+    assert_eq!(report["content"], answer_text.trim());
+    assert!(!answer_text.is_empty());
+    // Another master key cannot open it.
+    let wrong = command(dir.path())
+        .env(
+            "FLOWGATE_MASTER_KEY",
+            "ZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXp7fH1+f4CBgoM=",
+        )
+        .args(["audit", "show-content", "--index", &index.to_string()])
+        .output()
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(wrong.status.code(), Some(1));
+    // Erasing the tenant's data key erases its kept content; the log still verifies.
+    let erased = command(dir.path())
+        .args(["tenants", "erase-content", &tenant])
+        .output()
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(
+        erased.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&erased.stderr)
+    );
+    let gone = show_content(dir.path(), &index.to_string());
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("erased"));
+    let verified = command(dir.path())
+        .args(["audit", "verify"])
+        .output()
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(
+        verified.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&verified.stdout)
+    );
 }
 
 #[test]
@@ -220,7 +338,7 @@ fn every_answered_request_survives_sigkill() {
             .await
             .unwrap_or_else(|err| panic!("mock upstream: {err}"));
         let client = TestClient::new();
-        let (mut child, base, key) = serve_with_tenant(dir.path(), &upstream, &client).await;
+        let (mut child, base, key) = serve_with_tenant(dir.path(), &upstream, &client, "").await;
         let answered: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
         for round in 0..ROUNDS {
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -210,11 +210,13 @@ async fn stored_credential_reaches_the_upstream_and_survives_master_rotation() {
     assert!(!database_contains(&db_dir, "sk-first-value"));
 
     // A gateway started with the master key calls the upstream with the stored credential.
+    // Audit content is kept, so the tenant gets a data key sealed under the master key.
     let mut gateway = TestGateway::spawn(
         &config_file(&upstream.base_url()),
         &[
             ("FLOWGATE_MASTER_KEY", &old_master),
             ("FLOWGATE_DATABASE_URL", &database_url),
+            ("AUDIT_HASH_PROMPTS", "false"),
         ],
     )
     .await
@@ -347,7 +349,9 @@ async fn stored_credential_reaches_the_upstream_and_survives_master_rotation() {
         None,
     ));
     assert!(
-        rotated.contains("1 provider credential(s) [vault] and 1 webhook secret(s)"),
+        rotated.contains(
+            "1 provider credential(s) [vault], 1 webhook secret(s) and 1 tenant audit data key(s)"
+        ),
         "{rotated}"
     );
     assert!(rotated.contains("FLOWGATE_MASTER_KEY"), "{rotated}");
@@ -403,6 +407,7 @@ async fn stored_credential_reaches_the_upstream_and_survives_master_rotation() {
         &[
             ("FLOWGATE_MASTER_KEY", &new_master),
             ("FLOWGATE_DATABASE_URL", &database_url),
+            ("AUDIT_HASH_PROMPTS", "false"),
         ],
     )
     .await

@@ -6,6 +6,7 @@ use flowgate_policy::bundle::{verify_bundle, verifying_key_from_base64};
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const ADMIN: &str = "fga_5c1f0e2d9b8a7c6e5f4d3c2b1a09f8e7d6c5b4a3";
@@ -364,7 +365,10 @@ fn a_gateway_refuses_an_altered_or_unsigned_bundle_with_one_line() {
 }
 
 /// Waits for the development banner; returns (base URL, demo tenant key).
-fn wait_for_banner(child: &mut Child) -> (String, String) {
+/// The dev banner's gateway URL and demo key. The rest of the child's stdout and its stderr
+/// keep being read (into the returned buffer), so the gateway never writes into a closed or
+/// full pipe.
+fn wait_for_banner(child: &mut Child) -> (String, String, Arc<Mutex<String>>) {
     let stdout = child.stdout.take().unwrap_or_else(|| panic!("stdout"));
     let mut lines = BufReader::new(stdout).lines();
     let (mut base, mut key) = (None, None);
@@ -378,8 +382,29 @@ fn wait_for_banner(child: &mut Child) -> (String, String) {
             key = rest.split_whitespace().next().map(str::to_owned);
         }
     }
+    let output = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&output);
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if let Ok(mut text) = sink.lock() {
+                text.push_str(&line);
+                text.push('\n');
+            }
+        }
+    });
+    if let Some(stderr) = child.stderr.take() {
+        let sink = Arc::clone(&output);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(mut text) = sink.lock() {
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+            }
+        });
+    }
     match (base, key) {
-        (Some(base), Some(key)) => (base, key),
+        (Some(base), Some(key)) => (base, key, output),
         _ => {
             let _ = child.kill();
             panic!("dev banner not printed");
@@ -406,20 +431,31 @@ fn a_gateway_serves_with_the_rules_of_a_signed_bundle() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|err| panic!("spawn: {err}"));
-    let (base, key) = wait_for_banner(&mut child);
+    let (base, key, output) = wait_for_banner(&mut child);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap_or_else(|err| panic!("{err}"));
     let chat = |text: &str| {
+        let body = serde_json::json!({"model": "mock-chat", "messages": [{"role": "user", "content": text}]});
+        let authorization = format!("Bearer {key}");
+        let headers = [
+            ("authorization", authorization.as_str()),
+            ("content-type", "application/json"),
+        ];
         runtime.block_on(async {
             flowgate_test_support::TestClient::new()
-                .post_json(
+                .try_call(
+                    http::Method::POST,
                     &format!("{base}/v1/chat/completions"),
-                    &key,
-                    &serde_json::json!({"model": "mock-chat", "messages": [{"role": "user", "content": text}]}),
+                    &headers,
+                    body.to_string(),
                 )
                 .await
+                .unwrap_or_else(|err| {
+                    let output = output.lock().map(|text| text.clone()).unwrap_or_default();
+                    panic!("{err}; the gateway wrote:\n{output}")
+                })
         })
     };
     let blocked = chat("status of project falcon?");

@@ -5,9 +5,11 @@
 //! the caller's job: `Config::from_sources` takes the file text and an environment lookup, so
 //! tests need neither the disk nor `set_var`.
 
+mod audit_stream;
 mod outbound;
 mod policy;
 mod raw;
+mod telemetry;
 mod validate;
 
 use flowgate_types::MasterKey;
@@ -16,8 +18,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use audit_stream::{AuditSinkConfig, AuditStreamConfig};
 pub use outbound::{IpNetwork, OutboundConfig};
 pub use policy::PolicyConfig;
+pub use telemetry::{OtlpConfig, TelemetryConfig};
 pub use validate::{KNOWN_ENV_VARS, from_sources};
 
 /// One line, naming the key that is wrong.
@@ -189,22 +193,14 @@ pub struct AuditConfig {
     pub durable_timeout: Duration,
     /// `false` records nothing (benchmarks of the bare proxy; not for production).
     pub enabled: bool,
-}
-
-/// Metrics (and, later, traces) settings: `[telemetry]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TelemetryConfig {
-    /// Tenants that get a metrics label of their own; later ones share the label `other`, so
-    /// the number of series stays bounded however many tenants exist.
-    pub max_tenant_labels: usize,
-}
-
-impl Default for TelemetryConfig {
-    fn default() -> Self {
-        Self {
-            max_tenant_labels: 100,
-        }
-    }
+    /// Folder of the local spool that takes batches while the store is unreachable.
+    pub spool_dir: PathBuf,
+    /// Bytes the spool may hold before `on_full` applies; 0: no spool (batches wait in
+    /// memory while the store is down).
+    pub spool_max_bytes: u64,
+    /// `[audit.stream]`: publish records and checkpoints to NATS JetStream (or Kafka);
+    /// `None`: no stream.
+    pub stream: Option<AuditStreamConfig>,
 }
 
 /// Audit back-pressure mode when the write queue is full.

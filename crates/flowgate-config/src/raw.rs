@@ -114,12 +114,35 @@ pub(crate) struct RawAudit {
     pub queue_capacity: Option<usize>,
     pub durable_timeout_ms: Option<u64>,
     pub enabled: Option<bool>,
+    pub spool_dir: Option<String>,
+    pub spool_max_bytes: Option<u64>,
+    /// `[audit.stream]`: streaming to NATS JetStream or Kafka; absent means none.
+    pub stream: Option<RawAuditStream>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuditStream {
+    pub nats_url: Option<String>,
+    pub kafka_brokers: Option<String>,
+    pub kafka_topic: Option<String>,
+    pub subject_prefix: Option<String>,
+    pub stream: Option<String>,
+    pub duplicate_window_seconds: Option<u64>,
+    pub batch_size: Option<u64>,
+    pub poll_interval_ms: Option<u64>,
+    pub drain_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawTelemetry {
     pub max_tenant_labels: Option<usize>,
+    pub otlp_endpoint: Option<String>,
+    pub service_name: Option<String>,
+    #[serde(default)]
+    pub otlp_headers: std::collections::BTreeMap<String, String>,
+    pub sample_ratio: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

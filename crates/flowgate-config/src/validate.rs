@@ -288,15 +288,17 @@ pub fn from_sources(
             value => Duration::from_millis(value.unwrap_or(2000)),
         },
         enabled: raw.audit.enabled.unwrap_or(true),
+        spool_dir: raw
+            .audit
+            .spool_dir
+            .as_deref()
+            .map_or_else(|| data_dir.join("audit-spool"), PathBuf::from),
+        spool_max_bytes: raw.audit.spool_max_bytes.unwrap_or(256 * 1024 * 1024),
+        stream: crate::audit_stream::audit_stream_config(raw.audit.stream.as_ref())?,
     };
 
     let outbound = crate::outbound::outbound_config(&raw.outbound)?;
-    let telemetry = TelemetryConfig {
-        max_tenant_labels: raw
-            .telemetry
-            .max_tenant_labels
-            .unwrap_or(TelemetryConfig::default().max_tenant_labels),
-    };
+    let telemetry = crate::telemetry::telemetry_config(&raw.telemetry)?;
 
     let providers = raw
         .providers

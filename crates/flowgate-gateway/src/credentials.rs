@@ -7,7 +7,8 @@
 //! provider base URL against the upstream address allowlist and opens the stored
 //! credentials into the in-memory configuration, so credentials exist in clear only in
 //! memory. `rotate_master` re-encrypts every secret sealed under the master key (provider
-//! credentials and webhook signing secrets) in one store transaction.
+//! credentials, webhook signing secrets and tenants' audit data keys) in one store
+//! transaction.
 //!
 //! Not re-encrypted, because they are keyed digests rather than ciphertexts: tenant API-key
 //! digests (HMAC under the master-derived key-hash key) and audit content hashes. After a
@@ -111,6 +112,8 @@ pub struct RotationReport {
     pub providers: Vec<String>,
     /// Webhooks whose signing secret was re-encrypted.
     pub webhooks: Vec<String>,
+    /// Tenants whose audit data key was re-encrypted.
+    pub data_keys: Vec<String>,
 }
 
 /// Why a rotation did not happen (the store is unchanged).
@@ -124,6 +127,8 @@ pub enum RotationError {
         "webhook `{webhook}`: the stored signing secret cannot be decrypted with the current master key"
     )]
     WebhookSecret { webhook: String },
+    #[error(transparent)]
+    DataKey(#[from] crate::data_keys::DataKeyError),
     #[error("the store keeps no webhooks")]
     NoWebhookStore,
     #[error(transparent)]
@@ -167,11 +172,13 @@ pub async fn rotate_master(
             new_sealed: new_sealer.seal(&secret),
         });
     }
+    let data_keys = crate::data_keys::reseal(store, old, new).await?;
     store
-        .reseal_secrets(&credentials, &webhook_secrets, now_millis())
+        .reseal_secrets(&credentials, &webhook_secrets, &data_keys, now_millis())
         .await?;
     Ok(RotationReport {
         providers: credentials.into_iter().map(|row| row.id).collect(),
         webhooks: webhook_secrets.into_iter().map(|row| row.id).collect(),
+        data_keys: data_keys.into_iter().map(|row| row.id).collect(),
     })
 }

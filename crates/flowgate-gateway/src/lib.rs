@@ -7,12 +7,14 @@ pub mod admin;
 pub mod audit;
 pub mod bootstrap;
 pub mod credentials;
+pub mod data_keys;
 pub mod error;
 pub mod metrics;
 pub mod proxy;
 pub mod server;
 pub mod state;
 pub mod tenants;
+pub mod trace;
 pub mod webhooks;
 
 pub use server::{Gateway, Secrets};

@@ -148,6 +148,9 @@ impl Gateway {
             }
         });
         state.webhooks().start(&tasks, &shutdown).await;
+        if let Some(stream) = state.audit_stream() {
+            stream.start();
+        }
         tasks.close();
         tracing::info!(public = %public_addr, internal = %internal_addr, "flowgate listening");
         Ok(Self {
@@ -187,6 +190,11 @@ impl Gateway {
             tracing::warn!("shutdown deadline reached with requests still in flight");
         }
         self.state.audit().shutdown().await;
+        // After the writer's final flush, so its last records and checkpoint are streamed.
+        if let Some(stream) = self.state.audit_stream() {
+            stream.shutdown().await;
+        }
+        self.state.tracer().shutdown().await;
         drained
     }
 }

@@ -7,6 +7,7 @@ use crate::error::ApiError;
 use crate::proxy::breaker::CircuitBreaker;
 use arc_swap::ArcSwap;
 use flowgate_audit::content::{ContentMasterKey, TenantContentKey};
+use flowgate_audit::sealed::TenantDataKey;
 use flowgate_config::{Config, LimitDefaults, OnRedisDown, RetryPolicy};
 use flowgate_policy::{Policy, Preset};
 use flowgate_providers::Upstream;
@@ -39,6 +40,8 @@ pub struct TenantEntry {
     pub policy: Policy,
     /// The tenant's key for audit content hashes (derived once per snapshot).
     pub content_key: TenantContentKey,
+    /// The tenant's key for kept content, only when `[audit] hash_prompts = false`.
+    pub data_key: Option<TenantDataKey>,
 }
 
 impl TenantEntry {
@@ -250,6 +253,7 @@ impl Snapshot {
         defaults: &LimitDefaults,
         policies: &Policies,
         content: &ContentMasterKey,
+        data_keys: &HashMap<String, TenantDataKey>,
     ) -> Self {
         let mut own_policies = policies.for_tenants(&stored.tenants, &stored.rules);
         let tenants: HashMap<String, Arc<TenantEntry>> = stored
@@ -263,6 +267,7 @@ impl Snapshot {
                     .remove(tenant.id.as_str())
                     .unwrap_or_else(|| policies.for_preset(&tenant.rules_preset));
                 let content_key = content.tenant_key(tenant.id.as_str());
+                let data_key = data_keys.get(tenant.id.as_str()).cloned();
                 (
                     tenant.id.as_str().to_owned(),
                     Arc::new(TenantEntry {
@@ -271,6 +276,7 @@ impl Snapshot {
                         limits,
                         policy,
                         content_key,
+                        data_key,
                     }),
                 )
             })
@@ -443,10 +449,16 @@ struct Inner {
     audit: crate::audit::AuditLog,
     /// Webhook event queue, outbox writer and delivery worker (`crate::webhooks`).
     webhooks: crate::webhooks::Webhooks,
+    /// Publisher of this node's audit log to `[audit.stream]`, when configured.
+    audit_stream: Option<crate::audit::sink::AuditStream>,
     policies: Policies,
     content_key: ContentMasterKey,
+    /// Seals tenants' data keys, when audit content is kept (`hash_prompts = false`).
+    data_keys: Option<flowgate_types::Envelope>,
     /// Prometheus metrics, recorded by the request path and rendered by `/metrics`.
     metrics: Arc<crate::metrics::Metrics>,
+    /// Spans to the OTLP exporter when `[telemetry] otlp_endpoint` is set (`crate::trace`).
+    tracer: crate::trace::Tracer,
 }
 
 impl AppState {
@@ -492,16 +504,38 @@ impl AppState {
                 size,
             ));
         });
+        let audit_stream = match &config.audit.stream {
+            Some(stream) => Some(crate::audit::sink::AuditStream::new(
+                crate::audit::sink::sink_for(stream)
+                    .map_err(|err| StartError::AuditStream(err.to_string()))?,
+                Arc::clone(audit.store()),
+                audit.origin(),
+                stream,
+            )),
+            None => None,
+        };
         let limiter = build_limiter(&config).await?;
         let policies =
             Policies::compile(&config.rules).map_err(|err| StartError::Policy(err.to_string()))?;
         let content_key = ContentMasterKey::from_bytes(master_key.derive(AUDIT_CONTENT_LABEL));
+        let data_key_envelope =
+            (!config.audit.hash_prompts).then(|| crate::data_keys::envelope(master_key));
+        let data_keys = match &data_key_envelope {
+            Some(envelope) => crate::data_keys::load(&*store, envelope, &stored.tenants)
+                .await
+                .map_err(|err| StartError::DataKeys(err.to_string()))?,
+            None => HashMap::new(),
+        };
+        // Last of the fallible steps: the exporter task is only spawned for a state that starts.
+        let tracer = crate::trace::Tracer::start(&config.telemetry)
+            .map_err(|err| StartError::Tracing(err.to_string()))?;
         let snapshot = Snapshot::build(
             stored,
             now_millis(),
             &config.limits,
             &policies,
             &content_key,
+            &data_keys,
         );
         let state = Self {
             inner: Arc::new(Inner {
@@ -516,9 +550,12 @@ impl AppState {
                 reload: Mutex::new(()),
                 audit,
                 webhooks,
+                audit_stream,
                 policies,
                 content_key,
+                data_keys: data_key_envelope,
                 metrics,
+                tracer,
             }),
         };
         Ok(state)
@@ -541,6 +578,11 @@ impl AppState {
         &self.inner.audit
     }
 
+    /// This node's audit stream publisher (`[audit.stream]`), when configured.
+    pub fn audit_stream(&self) -> Option<&crate::audit::sink::AuditStream> {
+        self.inner.audit_stream.as_ref()
+    }
+
     /// This node's webhooks: `webhooks().emit(Event::…)` from any path (never blocks).
     pub fn webhooks(&self) -> &crate::webhooks::Webhooks {
         &self.inner.webhooks
@@ -548,6 +590,11 @@ impl AppState {
 
     pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
         &self.inner.metrics
+    }
+
+    /// This node's tracer (a no-op without `otlp_endpoint`).
+    pub fn tracer(&self) -> &crate::trace::Tracer {
+        &self.inner.tracer
     }
 
     pub fn routes(&self) -> &RouteTable {
@@ -588,12 +635,25 @@ impl AppState {
             }
         }
         let stored = self.inner.store.load_snapshot().await?;
+        let data_keys = match &self.inner.data_keys {
+            Some(envelope) => crate::data_keys::load(&*self.inner.store, envelope, &stored.tenants)
+                .await
+                .map_err(|err| match err {
+                    crate::data_keys::DataKeyError::Store(err) => err,
+                    other => StoreError::Corrupt {
+                        field: "tenant_data_keys.sealed",
+                        detail: other.to_string(),
+                    },
+                })?,
+            None => HashMap::new(),
+        };
         self.inner.snapshot.store(Arc::new(Snapshot::build(
             stored,
             now_millis(),
             &self.inner.config.limits,
             &self.inner.policies,
             &self.inner.content_key,
+            &data_keys,
         )));
         Ok(true)
     }
@@ -636,6 +696,12 @@ pub enum StartError {
     Audit(crate::audit::AuditStartError),
     #[error("webhook setup failed: {0}")]
     Webhooks(String),
+    #[error("audit stream setup failed: {0}")]
+    AuditStream(String),
+    #[error("audit data keys: {0}")]
+    DataKeys(String),
+    #[error("trace exporter setup failed: {0}")]
+    Tracing(String),
     #[error("cannot bind {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,

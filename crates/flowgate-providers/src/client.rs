@@ -20,7 +20,9 @@ use tokio::time::Instant;
 
 pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-fn build_client(connect_timeout: Duration) -> Result<HttpClient, UpstreamError> {
+/// A pooled HTTP/1.1 + HTTP/2 client over TCP or rustls TLS (TCP_NODELAY, keep-alive); also
+/// used by the gateway's trace exporter.
+pub fn build_client(connect_timeout: Duration) -> Result<HttpClient, UpstreamError> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);

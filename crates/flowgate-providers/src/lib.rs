@@ -13,7 +13,9 @@ mod outbound;
 pub mod upstream_allowlist;
 
 pub use body::UpstreamBody;
-pub use client::{DEFAULT_ANTHROPIC_VERSION, HttpClient, Operation, Upstream, UpstreamResponse};
+pub use client::{
+    DEFAULT_ANTHROPIC_VERSION, HttpClient, Operation, Upstream, UpstreamResponse, build_client,
+};
 pub use outbound::{OutboundClient, OutboundError};
 pub use upstream_allowlist::{UpstreamRefusal, check_upstreams};
 

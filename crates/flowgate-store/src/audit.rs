@@ -22,6 +22,8 @@ use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::StoreError;
+use crate::appender::AuditAppender;
+use crate::audit_sink::SinkCursor;
 use crate::sql::{SqlStore, query_error};
 
 /// One appended record with the columns the API filters on.
@@ -44,6 +46,32 @@ pub struct AuditEntry {
     pub status: Option<u16>,
     /// Rules that matched, in order.
     pub findings: Vec<RuleFinding>,
+}
+
+impl AuditEntry {
+    /// The entry of `record` stored at `index` as `canonical` (what the appender hashed, at
+    /// `time_ms`, its log time); the filter columns come from `record`.
+    pub fn new(
+        index: u64,
+        canonical: String,
+        leaf_hash: Hash,
+        time_ms: u64,
+        record: &flowgate_audit::record::AuditRecord,
+    ) -> Self {
+        Self {
+            index,
+            record: canonical,
+            leaf_hash,
+            time_ms,
+            kind: record.kind,
+            request_id: record.request_id.clone(),
+            tenant_id: record.tenant_id.clone(),
+            decision: record.decision,
+            model: record.model.clone(),
+            status: record.http_status,
+            findings: record.findings.clone(),
+        }
+    }
 }
 
 /// A signed checkpoint to store.
@@ -197,6 +225,36 @@ pub trait AuditStore: Send + Sync + std::fmt::Debug {
     /// for proofs of later records) and checkpoints smaller than it (the one at
     /// `anchor.size` stays). Returns the number of entries deleted.
     async fn prune_audit(&self, origin: &str, anchor: &LogAnchor) -> Result<u64, StoreError>;
+    /// A synchronous appender with a connection of its own for the audit writer thread, when
+    /// this store has a faster path than `append_audit` (SQLite); `None` otherwise.
+    ///
+    /// # Errors
+    /// When the connection cannot be opened.
+    fn dedicated_appender(&self) -> Result<Option<Box<dyn AuditAppender>>, StoreError> {
+        Ok(None)
+    }
+    /// Where audit stream `sink` stands in `origin`'s log; `None` before its first save.
+    async fn audit_sink_cursor(
+        &self,
+        origin: &str,
+        sink: &str,
+    ) -> Result<Option<SinkCursor>, StoreError>;
+    /// Saves a sink's cursor. Each field keeps the larger of the stored and the given value:
+    /// a cursor never moves backwards.
+    async fn save_audit_sink_cursor(
+        &self,
+        origin: &str,
+        sink: &str,
+        cursor: SinkCursor,
+    ) -> Result<(), StoreError>;
+    /// Stored checkpoints with `after < size <= up_to`, by size, at most `limit`.
+    async fn audit_checkpoints_between(
+        &self,
+        origin: &str,
+        after: u64,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError>;
 }
 
 /// One origin of an [`AuditStore`] as a `flowgate_audit` source.
@@ -274,24 +332,16 @@ impl AuditSource for OriginLog {
     }
 }
 
-fn kind_str(kind: RecordKind) -> &'static str {
-    match kind {
-        RecordKind::Request => "request",
-        RecordKind::Completion => "completion",
-        RecordKind::Gap => "gap",
-    }
-}
-
 /// Stored integers are non-negative by construction; values beyond `i64::MAX` saturate.
-fn to_i64(value: u64) -> i64 {
+pub(crate) fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-fn to_u64(value: i64) -> u64 {
+pub(crate) fn to_u64(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
 
-fn hex(hash: &Hash) -> String {
+pub(crate) fn hex(hash: &Hash) -> String {
     flowgate_types::to_hex(hash)
 }
 
@@ -503,6 +553,13 @@ async fn named_counts(
 
 #[async_trait]
 impl AuditStore for SqlStore {
+    fn dedicated_appender(&self) -> Result<Option<Box<dyn AuditAppender>>, StoreError> {
+        match self.sqlite_file() {
+            Some(path) => Ok(Some(Box::new(crate::SqliteAuditAppender::open(path)?))),
+            None => Ok(None),
+        }
+    }
+
     async fn audit_node(&self, origin: &str) -> Result<Option<AuditNode>, StoreError> {
         let row = sqlx::query(
             "SELECT origin, signing_key, state, anchor FROM audit_nodes WHERE origin = $1",
@@ -564,7 +621,7 @@ impl AuditStore for SqlStore {
                     .bind(entry.record.as_str())
                     .bind(hex(&entry.leaf_hash))
                     .bind(to_i64(entry.time_ms))
-                    .bind(kind_str(entry.kind))
+                    .bind(entry.kind.as_str())
                     .bind(entry.request_id.as_str())
                     .bind(entry.tenant_id.as_str())
                     .bind(entry.decision.as_str())
@@ -933,5 +990,32 @@ impl AuditStore for SqlStore {
             .map_err(&error)?;
         transaction.commit().await.map_err(&error)?;
         Ok(deleted)
+    }
+
+    async fn audit_sink_cursor(
+        &self,
+        origin: &str,
+        sink: &str,
+    ) -> Result<Option<SinkCursor>, StoreError> {
+        crate::audit_sink::cursor(self, origin, sink).await
+    }
+
+    async fn save_audit_sink_cursor(
+        &self,
+        origin: &str,
+        sink: &str,
+        cursor: SinkCursor,
+    ) -> Result<(), StoreError> {
+        crate::audit_sink::save_cursor(self, origin, sink, cursor).await
+    }
+
+    async fn audit_checkpoints_between(
+        &self,
+        origin: &str,
+        after: u64,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        crate::audit_sink::checkpoints_between(self, origin, after, up_to, limit).await
     }
 }

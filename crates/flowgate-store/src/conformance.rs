@@ -4,8 +4,8 @@
 
 use crate::{
     AttemptOutcome, AuditEntry, AuditFilter, AuditStore, AuditWrite, DeliveryStatus, KeyLimits,
-    NewDelivery, NewKey, NewTenant, OriginLog, Store, StoreError, StoredCheckpoint, StoredRule,
-    TenantPatch, Webhook, WebhookStore,
+    NewDelivery, NewKey, NewTenant, OriginLog, SinkCursor, Store, StoreError, StoredCheckpoint,
+    StoredRule, TenantPatch, Webhook, WebhookStore,
 };
 use flowgate_audit::appender::LogAppender;
 use flowgate_audit::checkpoint::CheckpointPolicy;
@@ -210,9 +210,13 @@ pub async fn run_all(store: &dyn Store) {
     run_key_limits(store, &hasher).await;
     run_rules(store, &hasher).await;
     run_credentials(store).await;
+    run_data_keys(store).await;
 
     if let Some(audit) = store.audit_store() {
         run_audit(audit).await;
+    }
+    if let Some(audit) = store.audit_store() {
+        run_audit_sink_cursors(audit.as_ref()).await;
     }
     if let Some(webhooks) = store.webhook_store() {
         run_webhooks(webhooks.as_ref()).await;
@@ -278,6 +282,137 @@ async fn run_key_limits(store: &dyn Store, hasher: &KeyHasher) {
         "the snapshot carries key limits"
     );
     assert!(store.delete_tenant(&tenant.id).await.unwrap_or(false));
+}
+
+/// The tenant data key contract: create stores the first key and returns the stored one to
+/// later (racing) creates without bumping the change counter; erase deletes it, reports
+/// whether a row existed and bumps the counter; `reseal_secrets` must cover every data key.
+async fn run_data_keys(store: &dyn Store) {
+    let version = || async {
+        store
+            .change_version()
+            .await
+            .unwrap_or_else(|err| panic!("version: {err}"))
+    };
+    let keys = || async {
+        store
+            .list_tenant_data_keys()
+            .await
+            .unwrap_or_else(|err| panic!("list data keys: {err}"))
+            .into_iter()
+            .map(|key| (key.tenant_id, key.sealed))
+            .collect::<Vec<_>>()
+    };
+    assert!(keys().await.is_empty());
+    let v0 = version().await;
+    let first = store
+        .create_tenant_data_key("tenant-b", "sealed-b1", 10)
+        .await
+        .unwrap_or_else(|err| panic!("create: {err}"));
+    assert_eq!(first, "sealed-b1");
+    let raced = store
+        .create_tenant_data_key("tenant-b", "sealed-b2", 11)
+        .await
+        .unwrap_or_else(|err| panic!("create again: {err}"));
+    assert_eq!(raced, "sealed-b1", "the first stored key wins");
+    store
+        .create_tenant_data_key("tenant-a", "sealed-a1", 12)
+        .await
+        .unwrap_or_else(|err| panic!("create: {err}"));
+    assert_eq!(version().await, v0, "creating a data key does not bump");
+    assert_eq!(
+        keys().await,
+        vec![
+            ("tenant-a".to_owned(), "sealed-a1".to_owned()),
+            ("tenant-b".to_owned(), "sealed-b1".to_owned()),
+        ]
+    );
+    let credentials: Vec<crate::Reseal> = store
+        .list_provider_credentials()
+        .await
+        .unwrap_or_else(|err| panic!("credentials: {err}"))
+        .into_iter()
+        .map(|row| crate::Reseal {
+            id: row.provider,
+            old_sealed: row.sealed.clone(),
+            new_sealed: row.sealed,
+        })
+        .collect();
+    let webhooks: Vec<crate::Reseal> = match store.webhook_store() {
+        Some(webhooks) => webhooks
+            .list_webhooks()
+            .await
+            .unwrap_or_else(|err| panic!("webhooks: {err}"))
+            .into_iter()
+            .map(|row| crate::Reseal {
+                id: row.id,
+                old_sealed: row.secret_sealed.clone(),
+                new_sealed: row.secret_sealed,
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let reseal = |id: &str, old: &str, new: &str| crate::Reseal {
+        id: id.to_owned(),
+        old_sealed: old.to_owned(),
+        new_sealed: new.to_owned(),
+    };
+    let left_out = store
+        .reseal_secrets(
+            &credentials,
+            &webhooks,
+            &[reseal("tenant-a", "sealed-a1", "new-a")],
+            20,
+        )
+        .await;
+    assert!(
+        matches!(left_out, Err(StoreError::Conflict { .. })),
+        "a data key left out: {left_out:?}"
+    );
+    store
+        .reseal_secrets(
+            &credentials,
+            &webhooks,
+            &[
+                reseal("tenant-a", "sealed-a1", "new-a"),
+                reseal("tenant-b", "sealed-b1", "new-b"),
+            ],
+            21,
+        )
+        .await
+        .unwrap_or_else(|err| panic!("reseal: {err}"));
+    assert_eq!(
+        keys().await,
+        vec![
+            ("tenant-a".to_owned(), "new-a".to_owned()),
+            ("tenant-b".to_owned(), "new-b".to_owned()),
+        ]
+    );
+    let v1 = version().await;
+    assert!(
+        store
+            .erase_tenant_data_key("tenant-a")
+            .await
+            .unwrap_or_else(|err| panic!("erase: {err}"))
+    );
+    assert!(version().await > v1, "erasing bumps the change counter");
+    assert!(
+        !store
+            .erase_tenant_data_key("tenant-a")
+            .await
+            .unwrap_or_else(|err| panic!("erase again: {err}"))
+    );
+    assert_eq!(
+        keys().await,
+        vec![("tenant-b".to_owned(), "new-b".to_owned())]
+    );
+    // Leave the table empty for the suites that follow (rotation counts every row).
+    assert!(
+        store
+            .erase_tenant_data_key("tenant-b")
+            .await
+            .unwrap_or_else(|err| panic!("erase: {err}"))
+    );
 }
 
 /// The provider-credential contract: set inserts or replaces (sealed text kept verbatim),
@@ -394,7 +529,9 @@ async fn run_credentials(store: &dyn Store) {
         ],
     ];
     for (index, attempt) in refusals.iter().enumerate() {
-        let result = store.reseal_secrets(attempt, &webhook_reseal, 40).await;
+        let result = store
+            .reseal_secrets(attempt, &webhook_reseal, &[], 40)
+            .await;
         assert!(
             matches!(result, Err(StoreError::Conflict { .. })),
             "refusal {index}: {result:?}"
@@ -408,6 +545,7 @@ async fn run_credentials(store: &dyn Store) {
                     reseal("openai", "sealed-a2", "new-a"),
                     reseal("anthropic", "sealed-b", "new-b"),
                 ],
+                &[],
                 &[],
                 40,
             )
@@ -426,6 +564,7 @@ async fn run_credentials(store: &dyn Store) {
                 reseal("anthropic", "sealed-b", "new-b"),
             ],
             &webhook_reseal,
+            &[],
             50,
         )
         .await
@@ -964,20 +1103,14 @@ async fn append_records(
                     note: checkpoint.note,
                 });
             }
-            entries.push(AuditEntry {
-                index: appended.index,
-                record: String::from_utf8(appended.canonical)
+            entries.push(AuditEntry::new(
+                appended.index,
+                String::from_utf8(appended.canonical)
                     .unwrap_or_else(|err| panic!("canonical utf-8: {err}")),
-                leaf_hash: appended.leaf_hash,
-                time_ms: appended.time_ms,
-                kind: record.kind,
-                request_id: record.request_id,
-                tenant_id: record.tenant_id,
-                decision: record.decision,
-                model: record.model,
-                status: record.http_status,
-                findings: record.findings,
-            });
+                appended.leaf_hash,
+                appended.time_ms,
+                &record,
+            ));
         }
         let state = serde_json::to_string(&appender.state()).ok();
         audit
@@ -1265,5 +1398,94 @@ pub async fn run_audit(audit: Arc<dyn AuditStore>) {
             .unwrap_or_default()
             .len(),
         1_200
+    );
+}
+
+/// Audit stream cursors: absent until saved, kept per (origin, sink), never moved backwards;
+/// the bounded checkpoint read a sink tails with.
+pub async fn run_audit_sink_cursors(audit: &dyn AuditStore) {
+    let origin = "conformance.example/sink";
+    let cursor = |next_index, checkpoint_size| SinkCursor {
+        next_index,
+        checkpoint_size,
+    };
+    let read = |sink: &'static str| async move {
+        audit
+            .audit_sink_cursor(origin, sink)
+            .await
+            .unwrap_or_else(|err| panic!("read cursor {sink}: {err}"))
+    };
+    assert_eq!(
+        read("nats/A").await,
+        None,
+        "no cursor before the first save"
+    );
+    let save = |sink: &'static str, value: SinkCursor| async move {
+        audit
+            .save_audit_sink_cursor(origin, sink, value)
+            .await
+            .unwrap_or_else(|err| panic!("save cursor {sink}: {err}"));
+    };
+    save("nats/A", cursor(10, 0)).await;
+    assert_eq!(read("nats/A").await, Some(cursor(10, 0)));
+    save("nats/A", cursor(250, 200)).await;
+    assert_eq!(read("nats/A").await, Some(cursor(250, 200)));
+    // A stale save (a slow second publisher) moves nothing backwards, field by field.
+    save("nats/A", cursor(100, 300)).await;
+    assert_eq!(read("nats/A").await, Some(cursor(250, 300)));
+    // Sinks and origins are independent.
+    assert_eq!(read("kafka/B").await, None);
+    save("kafka/B", cursor(1, 0)).await;
+    assert_eq!(read("kafka/B").await, Some(cursor(1, 0)));
+    assert_eq!(read("nats/A").await, Some(cursor(250, 300)));
+    assert_eq!(
+        audit
+            .audit_sink_cursor("conformance.example/other", "nats/A")
+            .await
+            .unwrap_or_else(|err| panic!("read other origin: {err}")),
+        None
+    );
+
+    // Checkpoints in (after, up_to], by size, bounded.
+    let checkpoints: Vec<StoredCheckpoint> = [10u64, 20, 30, 40]
+        .into_iter()
+        .map(|size| StoredCheckpoint {
+            size,
+            note: format!("note {size}"),
+        })
+        .collect();
+    audit
+        .append_audit(
+            origin,
+            AuditWrite {
+                entries: &[],
+                subtrees: &[],
+                checkpoints: &checkpoints,
+                state: None,
+            },
+        )
+        .await
+        .unwrap_or_else(|err| panic!("append checkpoints: {err}"));
+    let between = |after, up_to, limit| async move {
+        audit
+            .audit_checkpoints_between(origin, after, up_to, limit)
+            .await
+            .unwrap_or_else(|err| panic!("checkpoints between: {err}"))
+            .into_iter()
+            .map(|checkpoint| checkpoint.size)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(between(0, 100, 10).await, vec![10, 20, 30, 40]);
+    assert_eq!(between(10, 30, 10).await, vec![20, 30]);
+    assert_eq!(between(0, 100, 2).await, vec![10, 20]);
+    assert_eq!(between(40, 100, 10).await, Vec::<u64>::new());
+    assert_eq!(
+        audit
+            .audit_checkpoints_between(origin, 0, 100, 10)
+            .await
+            .unwrap_or_default()
+            .first()
+            .map(|checkpoint| checkpoint.note.clone()),
+        Some("note 10".to_owned())
     );
 }

@@ -2,7 +2,8 @@
 //! gateway sealed it (an envelope under the master key, `flowgate_types::Envelope`); the
 //! store never sees a credential in clear and does not parse the sealed text. Also the one
 //! operation of a master-key rotation: every sealed secret of the database (provider
-//! credentials and webhook signing secrets) replaced in one transaction, all or nothing.
+//! credentials, webhook signing secrets, tenant data keys) replaced in one transaction, all
+//! or nothing.
 //! Mutations bump the change counter like every other mutation.
 
 use sqlx::any::AnyRow;
@@ -92,19 +93,13 @@ pub(crate) async fn set(
 }
 
 pub(crate) async fn delete(pool: &AnyPool, provider: &str) -> Result<bool, StoreError> {
-    let error = query_error("delete provider credential");
-    let mut transaction = pool.begin().await.map_err(&error)?;
-    let deleted = sqlx::query("DELETE FROM provider_credentials WHERE provider = $1")
-        .bind(provider)
-        .execute(&mut *transaction)
-        .await
-        .map_err(&error)?
-        .rows_affected();
-    if deleted == 0 {
-        return Ok(false);
-    }
-    commit_change(transaction, &error).await?;
-    Ok(true)
+    crate::sql::delete_bumping(
+        pool,
+        "delete provider credential",
+        "DELETE FROM provider_credentials WHERE provider = $1",
+        &[provider],
+    )
+    .await
 }
 
 /// Replaces every sealed secret in one transaction. Refused (nothing changes) with
@@ -114,11 +109,12 @@ pub(crate) async fn reseal_all(
     pool: &AnyPool,
     credentials: &[Reseal],
     webhook_secrets: &[Reseal],
+    data_keys: &[Reseal],
     now: i64,
 ) -> Result<(), StoreError> {
     let error = query_error("re-encrypt secrets");
     let mut transaction = pool.begin().await.map_err(&error)?;
-    let tables: [(&str, &str, &str, &[Reseal], bool); 2] = [
+    let tables: [(&str, &str, &str, &[Reseal], bool); 3] = [
         (
             "provider_credentials",
             "provider",
@@ -127,6 +123,7 @@ pub(crate) async fn reseal_all(
             true,
         ),
         ("webhooks", "id", "secret_sealed", webhook_secrets, false),
+        ("tenant_data_keys", "tenant_id", "sealed", data_keys, false),
     ];
     for (table, key, column, rows, has_updated_at) in tables {
         let statement = if has_updated_at {

@@ -9,20 +9,28 @@
 //!
 //! `conformance` holds the one test suite every implementation must pass.
 
+mod appender;
 pub mod audit;
+mod audit_sink;
+mod audit_sqlite;
 pub mod conformance;
 mod credentials;
+mod data_keys;
 mod migrate;
 mod model;
 mod rules;
 mod sql;
 pub mod webhook;
 
+pub use appender::{AuditAppender, BlockingAppender, LogTail};
 pub use audit::{
     AuditEntry, AuditFilter, AuditNode, AuditRow, AuditStats, AuditStore, AuditWrite, NamedCount,
     OriginLog, RuleCount, StoredCheckpoint,
 };
+pub use audit_sink::SinkCursor;
+pub use audit_sqlite::SqliteAuditAppender;
 pub use credentials::{Reseal, StoredCredential};
+pub use data_keys::StoredDataKey;
 pub use migrate::MigrationReport;
 pub use model::{KeyLimits, KeyRecord, NewKey, NewTenant, StoreSnapshot, Tenant, TenantPatch};
 pub use rules::StoredRule;
@@ -44,6 +52,12 @@ pub enum StoreError {
         operation: &'static str,
         #[source]
         source: sqlx::Error,
+    },
+    #[error("embedded SQLite failed during {operation}: {source}")]
+    Embedded {
+        operation: &'static str,
+        #[source]
+        source: rusqlite::Error,
     },
     #[error("{entity} `{value}` already exists")]
     Conflict { entity: &'static str, value: String },
@@ -138,15 +152,30 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<(), StoreError>;
     /// Deletes a provider's credential; false when it had none.
     async fn delete_provider_credential(&self, provider: &str) -> Result<bool, StoreError>;
-    /// Master-key rotation: replaces every provider credential and every webhook secret in
-    /// one transaction. All or nothing: `Conflict` (and no change) when a row no longer holds
-    /// its `old_sealed` or a table has rows missing from the lists.
+    /// Master-key rotation: replaces every provider credential, webhook secret and tenant
+    /// data key in one transaction. All or nothing: `Conflict` (and no change) when a row no
+    /// longer holds its `old_sealed` or a table has rows missing from the lists.
     async fn reseal_secrets(
         &self,
         credentials: &[Reseal],
         webhook_secrets: &[Reseal],
+        data_keys: &[Reseal],
         now: i64,
     ) -> Result<(), StoreError>;
+
+    /// Every tenant's sealed data key (audit content kept in the log).
+    async fn list_tenant_data_keys(&self) -> Result<Vec<StoredDataKey>, StoreError>;
+    /// Stores `sealed` as the tenant's data key unless it has one; returns the stored key
+    /// (so racing replicas agree on one).
+    async fn create_tenant_data_key(
+        &self,
+        tenant_id: &str,
+        sealed: &str,
+        now: i64,
+    ) -> Result<String, StoreError>;
+    /// Deletes the tenant's data key, which erases the content kept under it; false when it
+    /// had none.
+    async fn erase_tenant_data_key(&self, tenant_id: &str) -> Result<bool, StoreError>;
 
     /// The change counter (monotonic; bumped by every mutation).
     async fn change_version(&self) -> Result<i64, StoreError>;

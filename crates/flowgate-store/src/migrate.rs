@@ -49,6 +49,16 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "key_limits",
         sql: include_str!("../migrations/sqlite/0007_key_limits.sql"),
     },
+    Migration {
+        version: 8,
+        name: "audit_sink_cursors",
+        sql: include_str!("../migrations/sqlite/0008_audit_sink_cursors.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "tenant_data_keys",
+        sql: include_str!("../migrations/sqlite/0009_tenant_data_keys.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -86,6 +96,16 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 7,
         name: "key_limits",
         sql: include_str!("../migrations/postgres/0007_key_limits.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "audit_sink_cursors",
+        sql: include_str!("../migrations/postgres/0008_audit_sink_cursors.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "tenant_data_keys",
+        sql: include_str!("../migrations/postgres/0009_tenant_data_keys.sql"),
     },
 ];
 

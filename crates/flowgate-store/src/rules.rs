@@ -158,18 +158,11 @@ pub(crate) async fn delete(
     tenant: &TenantId,
     rule_id: &str,
 ) -> Result<bool, StoreError> {
-    let error = query_error("delete rule");
-    let mut transaction = pool.begin().await.map_err(&error)?;
-    let deleted = sqlx::query("DELETE FROM tenant_rules WHERE tenant_id = $1 AND rule_id = $2")
-        .bind(tenant.as_str())
-        .bind(rule_id)
-        .execute(&mut *transaction)
-        .await
-        .map_err(&error)?
-        .rows_affected();
-    if deleted == 0 {
-        return Ok(false);
-    }
-    commit_change(transaction, &error).await?;
-    Ok(true)
+    crate::sql::delete_bumping(
+        pool,
+        "delete rule",
+        "DELETE FROM tenant_rules WHERE tenant_id = $1 AND rule_id = $2",
+        &[tenant.as_str(), rule_id],
+    )
+    .await
 }

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use flowgate_types::{KeyDigest, KeyId, TenantId};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,12 +34,19 @@ pub struct StoreOptions {
 pub struct SqlStore {
     pub(crate) pool: AnyPool,
     backend: Backend,
+    /// The database file, for SQLite.
+    sqlite_file: Option<PathBuf>,
 }
 
 impl SqlStore {
     /// Whether this store is SQLite (for the few statements whose best form differs).
     pub(crate) fn is_sqlite(&self) -> bool {
         self.backend == Backend::Sqlite
+    }
+
+    /// The SQLite database file (the audit writer opens its own connection to it).
+    pub(crate) fn sqlite_file(&self) -> Option<&Path> {
+        self.sqlite_file.as_deref()
     }
 }
 
@@ -56,8 +64,10 @@ impl SqlStore {
     /// Connects (creating the SQLite file and its folder if needed). Does not migrate.
     pub async fn connect(options: &StoreOptions) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
+        let mut sqlite_file = None;
         let (backend, url) = if let Some(path) = options.url.strip_prefix("sqlite://") {
             let file = path.split('?').next().unwrap_or(path);
+            sqlite_file = Some(PathBuf::from(file));
             if let Some(parent) = std::path::Path::new(file).parent()
                 && !parent.as_os_str().is_empty()
             {
@@ -119,7 +129,11 @@ impl SqlStore {
             .connect(&url)
             .await
             .map_err(|source| StoreError::Connect { source })?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            sqlite_file,
+        })
     }
 }
 
@@ -355,6 +369,12 @@ impl Store for SqlStore {
             .execute(&mut *transaction)
             .await
             .map_err(&error)?;
+        // The tenant's kept audit content goes with it (its data key is erased).
+        sqlx::query("DELETE FROM tenant_data_keys WHERE tenant_id = $1")
+            .bind(id.as_str())
+            .execute(&mut *transaction)
+            .await
+            .map_err(&error)?;
         let deleted = sqlx::query("DELETE FROM tenants WHERE id = $1")
             .bind(id.as_str())
             .execute(&mut *transaction)
@@ -497,9 +517,28 @@ impl Store for SqlStore {
         &self,
         credentials: &[crate::Reseal],
         webhook_secrets: &[crate::Reseal],
+        data_keys: &[crate::Reseal],
         now: i64,
     ) -> Result<(), StoreError> {
-        crate::credentials::reseal_all(&self.pool, credentials, webhook_secrets, now).await
+        crate::credentials::reseal_all(&self.pool, credentials, webhook_secrets, data_keys, now)
+            .await
+    }
+
+    async fn list_tenant_data_keys(&self) -> Result<Vec<crate::StoredDataKey>, StoreError> {
+        crate::data_keys::list(&self.pool).await
+    }
+
+    async fn create_tenant_data_key(
+        &self,
+        tenant_id: &str,
+        sealed: &str,
+        now: i64,
+    ) -> Result<String, StoreError> {
+        crate::data_keys::create(&self.pool, tenant_id, sealed, now).await
+    }
+
+    async fn erase_tenant_data_key(&self, tenant_id: &str) -> Result<bool, StoreError> {
+        crate::data_keys::erase(&self.pool, tenant_id).await
     }
 
     async fn change_version(&self) -> Result<i64, StoreError> {
@@ -553,6 +592,32 @@ impl Store for SqlStore {
 
 /// Ends a mutating transaction: bumps the change counter that replicas poll, then commits, so
 /// no change is ever visible without its version bump.
+/// Runs one `DELETE` with `keys` bound in order, in a transaction that bumps the change
+/// counter only when a row went. True when one did.
+pub(crate) async fn delete_bumping(
+    pool: &AnyPool,
+    operation: &'static str,
+    statement: &'static str,
+    keys: &[&str],
+) -> Result<bool, StoreError> {
+    let error = query_error(operation);
+    let mut transaction = pool.begin().await.map_err(&error)?;
+    let mut query = sqlx::query(statement);
+    for key in keys {
+        query = query.bind(*key);
+    }
+    let deleted = query
+        .execute(&mut *transaction)
+        .await
+        .map_err(&error)?
+        .rows_affected();
+    if deleted == 0 {
+        return Ok(false);
+    }
+    commit_change(transaction, &error).await?;
+    Ok(true)
+}
+
 pub(crate) async fn commit_change(
     mut transaction: sqlx::Transaction<'_, sqlx::Any>,
     error: &impl Fn(sqlx::Error) -> StoreError,

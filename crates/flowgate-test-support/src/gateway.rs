@@ -67,6 +67,10 @@ impl TestGateway {
         env.insert("FLOWGATE_MASTER_KEY".to_owned(), master_key.to_base64());
         env.insert("FLOWGATE_ADMIN_API_KEY".to_owned(), admin_key.clone());
         env.insert(
+            "FLOWGATE_DATA_DIR".to_owned(),
+            data.path().display().to_string(),
+        );
+        env.insert(
             "FLOWGATE_DATABASE_URL".to_owned(),
             format!("sqlite://{}/flowgate.db", data.path().display()),
         );

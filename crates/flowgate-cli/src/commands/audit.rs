@@ -1,8 +1,9 @@
-//! `flowgate audit verify|export|proof|pubkey|stats|prune|prove-content`: offline work on the
+//! `flowgate audit verify|export|proof|pubkey|stats|prune|prove-content|show-content`: offline work on the
 //! audit log, straight against the store (or, for `verify --export`, against an export file
 //! alone). Verification failures end the process with the exit codes of
 //! `flowgate_audit::verify` (3 tampered, 4 unverifiable, 5 unknown key, 6 I/O);
-//! `prove-content` exits 1 when the text does not match the record.
+//! `prove-content` exits 1 when the text does not match the record, `show-content` when the
+//! record keeps no content or it does not open.
 
 use crate::ConfigArgs;
 use crate::output;
@@ -94,6 +95,17 @@ pub enum AuditCommand {
         #[arg(long)]
         origin: Option<String>,
     },
+    /// Print the content a record keeps (`[audit] hash_prompts = false`): the normalised
+    /// prompt of a request record or answer of a completion record, decrypted with the
+    /// record tenant's data key (derived from the master key).
+    ShowContent {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[arg(long)]
+        index: u64,
+        #[arg(long)]
+        origin: Option<String>,
+    },
     /// Delete whole periods of records older than DATE (YYYY-MM-DD, UTC), keeping the
     /// final signed checkpoint of the pruned period so the rest still verifies.
     Prune {
@@ -121,21 +133,9 @@ async fn prove_content(
             .with_context(|| format!("cannot read {}", path.display()))?,
         (None, None) => bail!("give the text with --text or --file"),
     };
-    let (config, store) = open(&args).await?;
-    let origin = resolve_origin(&config, &store, origin).await?;
-    let secrets = super::secrets(&config)?;
-    let entry = store
-        .audit_entries(&origin, index, 1)
-        .await?
-        .into_iter()
-        .find(|entry| entry.index == index)
-        .with_context(|| format!("no record {index} in the log {origin}"))?;
-    let record = flowgate_audit::record::AuditRecord::parse(&entry.record)
-        .with_context(|| format!("record {index} does not parse"))?;
+    let (record, _, master_key) = record_at(&args, index, origin).await?;
     let content = flowgate_audit::content::ContentMasterKey::from_bytes(
-        secrets
-            .master_key
-            .derive(flowgate_gateway::state::AUDIT_CONTENT_LABEL),
+        master_key.derive(flowgate_gateway::state::AUDIT_CONTENT_LABEL),
     );
     let tenant_key = content.tenant_key(&record.tenant_id);
     let matched = flowgate_audit::content::match_content(&text, &tenant_key, &record);
@@ -155,6 +155,70 @@ async fn prove_content(
         }
         .into());
     }
+    Ok(())
+}
+
+/// The record at `index` of the node's log, the store it came from and the master key.
+async fn record_at(
+    args: &ConfigArgs,
+    index: u64,
+    origin: Option<String>,
+) -> anyhow::Result<(
+    flowgate_audit::record::AuditRecord,
+    Arc<SqlStore>,
+    flowgate_types::MasterKey,
+)> {
+    let config = super::load_config(args)?;
+    let store = Arc::new(
+        SqlStore::connect(&StoreOptions {
+            url: config.store.url.expose().to_owned(),
+            max_connections: 2,
+            schema: None,
+        })
+        .await?,
+    );
+    let audit_store: Arc<dyn AuditStore> = store.clone();
+    let origin = resolve_origin(&config, &audit_store, origin).await?;
+    let secrets = super::secrets(&config)?;
+    let entry = audit_store
+        .audit_entries(&origin, index, 1)
+        .await?
+        .into_iter()
+        .find(|entry| entry.index == index)
+        .with_context(|| format!("no record {index} in the log {origin}"))?;
+    let record = flowgate_audit::record::AuditRecord::parse(&entry.record)
+        .with_context(|| format!("record {index} does not parse"))?;
+    Ok((record, store, secrets.master_key))
+}
+
+async fn show_content(args: ConfigArgs, index: u64, origin: Option<String>) -> anyhow::Result<()> {
+    let (record, store, master_key) = record_at(&args, index, origin).await?;
+    let refuse = |message: String| VerifyExit { code: 1, message };
+    let Some(sealed) = record.encrypted_content.as_deref() else {
+        return Err(refuse(format!(
+            "record {index} keeps no content (hash_prompts was on)"
+        ))
+        .into());
+    };
+    let key = flowgate_gateway::data_keys::find(store.as_ref(), &master_key, &record.tenant_id)
+        .await?
+        .ok_or_else(|| {
+            refuse(format!(
+                "record {index}: the data key of tenant {} was erased; its content is gone",
+                record.tenant_id
+            ))
+        })?;
+    let kind = record.kind.as_str();
+    let text = key
+        .open(&record.request_id, kind, sealed)
+        .map_err(|err| refuse(format!("record {index}: {err}")))?;
+    output::json(&serde_json::json!({
+        "index": index,
+        "request_id": record.request_id,
+        "tenant_id": record.tenant_id,
+        "kind": kind,
+        "content": text,
+    }));
     Ok(())
 }
 
@@ -272,6 +336,11 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
             file,
             origin,
         } => prove_content(config, index, text, file, origin).await,
+        AuditCommand::ShowContent {
+            config,
+            index,
+            origin,
+        } => show_content(config, index, origin).await,
         AuditCommand::Pubkey { config, origin } => {
             let (config, store) = open(&config).await?;
             let origin = resolve_origin(&config, &store, origin).await?;

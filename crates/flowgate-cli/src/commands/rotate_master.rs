@@ -75,6 +75,7 @@ pub async fn run(args: RotateMasterArgs) -> anyhow::Result<()> {
         output::json(&json!({
             "provider_credentials": report.providers,
             "webhook_secrets": report.webhooks,
+            "tenant_data_keys": report.data_keys,
             "tenant_keys_invalidated": live_tenant_keys,
             "operator_must": [
                 "set FLOWGATE_MASTER_KEY to the --new-key value on every gateway and restart them",
@@ -84,10 +85,11 @@ pub async fn run(args: RotateMasterArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     output::line(&format!(
-        "re-encrypted {} provider credential(s) [{}] and {} webhook secret(s) under the new master key, in one transaction",
+        "re-encrypted {} provider credential(s) [{}], {} webhook secret(s) and {} tenant audit data key(s) under the new master key, in one transaction",
         report.providers.len(),
         report.providers.join(", "),
-        report.webhooks.len()
+        report.webhooks.len(),
+        report.data_keys.len()
     ));
     output::line(
         "now set FLOWGATE_MASTER_KEY to the --new-key value on every gateway (and in every CLI environment) and restart the gateways: the old master key no longer opens the stored secrets",

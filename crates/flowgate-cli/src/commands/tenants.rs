@@ -1,4 +1,5 @@
-//! `flowgate tenants create|list|show|update|delete`: the same operations as the admin API,
+//! `flowgate tenants create|list|show|update|delete|erase-content`: the same operations as the
+//! admin API (and erasing a tenant's kept audit content),
 //! straight against the store (a running gateway picks the change up within its refresh
 //! interval).
 
@@ -70,8 +71,16 @@ pub enum TenantCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Delete a tenant and its keys.
+    /// Delete a tenant and its keys (and its audit data key: its kept content is erased).
     Delete {
+        #[command(flatten)]
+        config: ConfigArgs,
+        id: String,
+    },
+    /// Erase the audit content kept for a tenant (`[audit] hash_prompts = false`) by deleting
+    /// its data key: the log keeps the ciphertext (and still verifies), nobody can open it.
+    /// Later content is sealed under a new key.
+    EraseContent {
         #[command(flatten)]
         config: ConfigArgs,
         id: String,
@@ -202,6 +211,14 @@ pub async fn run(command: TenantCommand) -> anyhow::Result<()> {
                 bail!("tenant {id} not found");
             }
             output::line(&format!("deleted tenant {id}"));
+        }
+        TenantCommand::EraseContent { config, id } => {
+            let (_, store) = open(&config).await?;
+            if store.erase_tenant_data_key(&id).await? {
+                output::line(&format!("erased the audit content kept for tenant {id}"));
+            } else {
+                output::line(&format!("tenant {id} has no kept audit content"));
+            }
         }
     }
     Ok(())

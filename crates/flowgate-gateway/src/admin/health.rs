@@ -8,9 +8,15 @@
 //!   while it is marked down `fallback` (limits are counted per process, `on_redis_down =
 //!   "local"`: reported, not failing) or `unavailable` (`"refuse"`: failing, requests are
 //!   refused).
-//! - `audit_writer`: the writer's queue (`audit_backlog` gives `queued` and `capacity`): `ok`,
-//!   or once the queue is full `unavailable` (`on_full = "refuse"`: failing, requests are
-//!   refused) or `dropping` (`"serve"`: reported, not failing).
+//! - `audit_writer`: the writer's queue (`audit_backlog` gives `queued` and `capacity`) and
+//!   disk spool (`audit_spool` gives `bytes` and `capacity`): `ok`, `spooling` while the store
+//!   does not take records and the spool does (reported, not failing), or once the queue or
+//!   the spool is full `unavailable` (`on_full = "refuse"`: failing, requests are refused) or
+//!   `dropping` (`"serve"`: reported, not failing).
+//! - `audit_stream` (only with `[audit.stream]`): the sink as the publisher last saw it:
+//!   `ok`, `connecting` or `unavailable` (reported, never failing: the store keeps every record
+//!   and the stream resumes from its cursor); `audit_stream_lag` gives the sink, the records
+//!   stored but not yet acknowledged, and the failed rounds since start.
 //!
 //! `failing` lists the failing checks in that order.
 
@@ -66,16 +72,38 @@ async fn ready(State(state): State<AppState>) -> Response {
 
     let audit = state.audit();
     let (queued, capacity) = audit.backlog();
-    let full = queued >= capacity;
-    match (full, audit.on_full()) {
+    let spool = audit.spool();
+    let spooling = spool.is_some_and(|(bytes, _)| bytes > 0);
+    match (audit.is_full(), audit.on_full()) {
+        (false, _) if spooling => check("audit_writer", "spooling", false),
         (false, _) => check("audit_writer", "ok", false),
         (true, AuditOnFull::Serve) => check("audit_writer", "dropping", false),
         (true, AuditOnFull::Refuse) => check("audit_writer", "unavailable", true),
+    }
+    // Never failing: the store is the record of truth and the stream catches up from its
+    // cursor once the sink is back.
+    let stream = state
+        .audit_stream()
+        .map(|stream| (stream.sink_name(), stream.totals()));
+    if let Some((_, totals)) = &stream {
+        check("audit_stream", totals.status.as_str(), false);
     }
     checks.insert(
         "audit_backlog".to_owned(),
         json!({"queued": queued, "capacity": capacity}),
     );
+    if let Some((bytes, capacity)) = spool {
+        checks.insert(
+            "audit_spool".to_owned(),
+            json!({"bytes": bytes, "capacity": capacity}),
+        );
+    }
+    if let Some((sink, totals)) = stream {
+        checks.insert(
+            "audit_stream_lag".to_owned(),
+            json!({"sink": sink, "records": totals.lag, "failures": totals.failures}),
+        );
+    }
 
     if failing.is_empty() {
         Json(json!({"status": "OK", "checks": checks})).into_response()

@@ -1,46 +1,52 @@
-//! `AuditLog`: this node's audit writer. Request handlers `submit` records into a bounded
-//! queue without blocking; ONE writer task drains whatever is queued (group commit), runs
-//! `LogAppender::append` per record in queue order, stores the batch with its checkpoints and
-//! subtree roots in one store transaction, then completes each submitter's receipt with the
-//! record's index. Checkpoints are published every N records or T seconds; on start the
-//! appender is rebuilt from the store (signing key kept in the store, generated on first
-//! start).
+//! `AuditLog`: this node's audit log handle. Request handlers `submit` records into a bounded
+//! queue without blocking; one writer thread (`writer`) drains whatever is queued (group
+//! commit), appends the records to the Merkle log in queue order, stores the batch with its
+//! checkpoints and subtree roots in one store transaction, then completes each submitter's
+//! receipt with the record's index. Checkpoints are published every N records or T seconds;
+//! on start the appender is rebuilt from the store (signing key kept in the store, generated
+//! on first start) after replaying anything left in the disk spool (`spool`).
 //!
-//! When the store fails, the writer keeps the batch in memory and retries it in order (so the
-//! queue is the spool: once it is full, `on_full` decides: `refuse` → `AuditError::Full`,
-//! `serve` → `AuditError::Dropped` and a gap marker counting the lost records is logged
-//! before the next batch). Leaves out: a disk spool surviving a restart while the store is
-//! down, streaming to NATS/Kafka, HTTP (see `admin::audit`).
+//! When the queue is full, `on_full` decides: `refuse` → `AuditError::Full`, `serve` →
+//! `AuditError::Dropped` and a gap marker counting the lost records is logged before the next
+//! batch. Leaves out: streaming to NATS/Kafka (`sink`), HTTP (see `admin::audit`).
 
+pub mod sink;
+mod spool;
+mod writer;
+
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::Duration;
 
 use flowgate_audit::appender::{AppenderError, LogAppender};
 use flowgate_audit::checkpoint::CheckpointPolicy;
-use flowgate_audit::merkle::SubtreeRoot;
 use flowgate_audit::note::{NoteError, NoteSigner, NoteVerifier};
 use flowgate_audit::record::AuditRecord;
 use flowgate_audit::source::rebuild_appender_state;
 use flowgate_config::{AuditConfig, AuditOnFull};
-use flowgate_store::{AuditEntry, AuditStore, AuditWrite, OriginLog, StoreError, StoredCheckpoint};
-use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
+use flowgate_store::{AuditAppender, AuditStore, BlockingAppender, OriginLog, StoreError};
+use tokio::sync::oneshot;
+
+pub use spool::SpoolError;
+use writer::{Pending, Writer, WriterGauges};
 
 /// Why a record could not be (or was not) made durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AuditError {
-    /// The queue is full and the mode is `refuse`: answer 503.
+    /// The queue (or the spool) is full and the mode is `refuse`: answer 503.
     #[error("the audit queue is full")]
     Full,
-    /// The queue is full and the mode is `serve`: the record was dropped; a gap marker will
-    /// count it. Keep serving.
+    /// The queue (or the spool) is full and the mode is `serve`: the record was dropped; a
+    /// gap marker will count it. Keep serving.
     #[error("the audit queue is full; the record was dropped and a gap marker will be logged")]
     Dropped,
     /// The log was shut down.
     #[error("the audit log is shut down")]
     Closed,
-    /// The store stayed unreachable through shutdown; the record was not stored.
+    /// The store and the spool stayed unavailable through shutdown; the record was not
+    /// stored.
     #[error("the audit store is unavailable")]
     Unavailable,
 }
@@ -65,21 +71,37 @@ pub enum AuditStartError {
     Appender(#[from] AppenderError),
     #[error("rebuilding the audit log state failed: {detail}")]
     Rebuild { detail: String },
+    #[error("audit spool: {0}")]
+    Spool(#[from] SpoolError),
+    #[error("the audit spool could not be replayed into the store: {detail}")]
+    Replay { detail: String },
+    #[error("the audit writer thread could not start: {0}")]
+    Thread(#[source] std::io::Error),
 }
 
-/// Completes when the submitted record is committed.
+/// Completes when the submitted record is committed (stored, or synced to the spool).
 #[derive(Debug)]
 pub struct AuditReceipt(oneshot::Receiver<Result<u64, AuditError>>);
 
 impl AuditReceipt {
     /// The record's index in this node's log (for `x-flowgate-audit-index`) once it is
-    /// durable in the store.
+    /// durable.
     ///
     /// # Errors
-    /// `Closed` if the writer stopped first, `Unavailable` if the store never came back.
+    /// `Closed` if the writer stopped first, `Full`/`Dropped` when the spool was full,
+    /// `Unavailable` if neither the store nor the spool took it.
     pub async fn durable(self) -> Result<u64, AuditError> {
         self.0.await.unwrap_or(Err(AuditError::Closed))
     }
+}
+
+/// The local spool for batches the store cannot take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolSettings {
+    /// The spool file (one per origin).
+    pub path: PathBuf,
+    /// Bytes the spool may hold before `on_full` applies.
+    pub max_bytes: u64,
 }
 
 /// How the writer runs.
@@ -91,6 +113,8 @@ pub struct AuditSettings {
     pub queue_capacity: usize,
     /// Most records per group commit.
     pub max_batch: usize,
+    /// `None`: no disk spool; batches the store refuses wait in memory.
+    pub spool: Option<SpoolSettings>,
 }
 
 impl AuditSettings {
@@ -100,8 +124,13 @@ impl AuditSettings {
         let every_ms =
             std::num::NonZeroU64::new(config.checkpoint_every_seconds.saturating_mul(1000))
                 .unwrap_or(std::num::NonZeroU64::MIN);
+        let origin = config.origin.clone().unwrap_or_else(default_origin);
+        let spool = (config.spool_max_bytes > 0).then(|| SpoolSettings {
+            path: config.spool_dir.join(spool_file_name(&origin)),
+            max_bytes: config.spool_max_bytes,
+        });
         Self {
-            origin: config.origin.clone().unwrap_or_else(default_origin),
+            origin,
             policy: CheckpointPolicy {
                 every_records,
                 every_ms,
@@ -109,8 +138,25 @@ impl AuditSettings {
             on_full: config.on_full,
             queue_capacity: config.queue_capacity.max(1),
             max_batch: 4096,
+            spool,
         }
     }
+}
+
+/// `<origin>.spool` with every character but ASCII letters, digits, `.`, `-` and `_`
+/// replaced by `_` (origins may hold `/`).
+fn spool_file_name(origin: &str) -> String {
+    let name: String = origin
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{name}.spool")
 }
 
 /// `flowgate-<hostname>`, with characters a checkpoint origin cannot carry replaced by `-`.
@@ -134,17 +180,18 @@ pub fn default_origin() -> String {
     format!("flowgate-{host}")
 }
 
-struct Pending {
-    record: AuditRecord,
-    done: oneshot::Sender<Result<u64, AuditError>>,
-}
-
 /// Called with (origin, tree size) after each checkpoint is durably stored; set once by
 /// `AuditLog::on_checkpoint` (the gateway emits `audit.checkpoint` webhook events from it).
 type CheckpointFn = Box<dyn Fn(&str, u64) + Send + Sync>;
 
 #[derive(Clone, Default)]
 struct CheckpointHook(Arc<std::sync::OnceLock<CheckpointFn>>);
+
+impl CheckpointHook {
+    fn get(&self) -> Option<&CheckpointFn> {
+        self.0.get()
+    }
+}
 
 impl std::fmt::Debug for CheckpointHook {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -159,25 +206,20 @@ impl std::fmt::Debug for CheckpointHook {
 #[derive(Debug)]
 struct Shared {
     checkpoint_hook: CheckpointHook,
-    sender: mpsc::Sender<Pending>,
+    /// Records to the writer thread; `None` wakes it. Boxed: the channel allocates all its
+    /// slots up front, 8 bytes each instead of a whole record.
+    sender: SyncSender<Option<Box<Pending>>>,
+    capacity: usize,
     on_full: AuditOnFull,
-    /// Dropped records not yet covered by a gap marker.
-    dropped: Arc<AtomicU64>,
-    dropped_total: AtomicU64,
+    gauges: Arc<WriterGauges>,
+    spool_capacity: Option<u64>,
     origin: String,
     verifier: NoteVerifier,
     store: Arc<dyn AuditStore>,
-    stop: CancellationToken,
-    writer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    finished: std::sync::Mutex<Option<oneshot::Receiver<()>>>,
 }
 
-impl std::fmt::Debug for Pending {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str("Pending")
-    }
-}
-
-/// The node's audit writer handle; cheap to clone.
+/// The node's audit log handle; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AuditLog {
     shared: Arc<Shared>,
@@ -187,12 +229,18 @@ fn now_ms() -> u64 {
     u64::try_from(flowgate_types::now_millis()).unwrap_or(0)
 }
 
+/// How long one store attempt of the writer may take when the store is driven through the
+/// runtime (PostgreSQL) before the batch is spooled instead.
+const STORE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
+
 impl AuditLog {
-    /// Loads or creates the node's signing key, rebuilds the appender from the store and
-    /// starts the writer task (on the current tokio runtime).
+    /// Loads or creates the node's signing key, replays the spool left by an earlier run,
+    /// rebuilds the appender from the store and starts the writer thread (which drives the
+    /// store on the current tokio runtime when it has no synchronous appender).
     ///
     /// # Errors
-    /// [`AuditStartError`].
+    /// [`AuditStartError`]; in particular `Replay` when the spool holds records the store
+    /// cannot take now (starting would number new records after a log missing them).
     pub async fn start(
         store: Arc<dyn AuditStore>,
         settings: AuditSettings,
@@ -206,6 +254,40 @@ impl AuditLog {
                     .create_audit_node(&origin, &signer.to_private_key_string())
                     .await?
             }
+        };
+        let runtime = tokio::runtime::Handle::current();
+        let mut target: Box<dyn AuditAppender> = match store.dedicated_appender()? {
+            Some(appender) => appender,
+            None => Box::new(BlockingAppender::new(
+                Arc::clone(&store),
+                runtime.clone(),
+                STORE_ATTEMPT_TIMEOUT,
+            )),
+        };
+        let spool = match settings.spool.clone() {
+            Some(spool_settings) => {
+                let replay_origin = origin.clone();
+                let (spool, returned) = tokio::task::spawn_blocking(move || {
+                    let outcome =
+                        spool::Spool::open(&spool_settings.path, spool_settings.max_bytes)
+                            .map_err(AuditStartError::Spool)
+                            .and_then(|mut spool| {
+                                writer::replay_spool(&mut spool, target.as_mut(), &replay_origin)
+                                    .map(|_| spool)
+                                    .map_err(|err| AuditStartError::Replay {
+                                        detail: err.to_string(),
+                                    })
+                            });
+                    (outcome, target)
+                })
+                .await
+                .map_err(|err| AuditStartError::Replay {
+                    detail: err.to_string(),
+                })?;
+                target = returned;
+                Some(spool?)
+            }
+            None => None,
         };
         let signer = NoteSigner::parse(&node.signing_key)?;
         let verifier = signer.verifier();
@@ -221,34 +303,43 @@ impl AuditLog {
                     detail: err.to_string(),
                 })?;
         let appender = LogAppender::restore(&origin, signer, settings.policy, state)?;
-        let (sender, receiver) = mpsc::channel(settings.queue_capacity.max(1));
-        let dropped = Arc::new(AtomicU64::new(0));
-        let stop = CancellationToken::new();
+        let capacity = settings.queue_capacity.max(1);
+        let (sender, receiver) = std::sync::mpsc::sync_channel(capacity);
+        let gauges = Arc::new(WriterGauges::default());
         let checkpoint_hook = CheckpointHook::default();
+        let (finished, finished_receiver) = oneshot::channel();
         let writer = Writer {
             checkpoint_hook: checkpoint_hook.clone(),
             appender,
+            target,
             store: Arc::clone(&store),
+            runtime,
             origin: origin.clone(),
             receiver,
-            dropped: Arc::clone(&dropped),
+            gauges: Arc::clone(&gauges),
+            on_full: settings.on_full,
             max_batch: settings.max_batch.max(1),
             policy: settings.policy,
             tick: Duration::from_millis(settings.policy.every_ms.get().min(60_000)),
+            spool,
+            finished: Some(finished),
         };
-        let handle = tokio::spawn(writer.run(stop.clone()));
+        std::thread::Builder::new()
+            .name("flowgate-audit".to_owned())
+            .spawn(move || writer.run())
+            .map_err(AuditStartError::Thread)?;
         Ok(Self {
             shared: Arc::new(Shared {
                 checkpoint_hook,
                 sender,
+                capacity,
                 on_full: settings.on_full,
-                dropped,
-                dropped_total: AtomicU64::new(0),
+                gauges,
+                spool_capacity: settings.spool.map(|spool| spool.max_bytes),
                 origin,
                 verifier,
                 store,
-                stop,
-                writer: std::sync::Mutex::new(Some(handle)),
+                finished: std::sync::Mutex::new(Some(finished_receiver)),
             }),
         })
     }
@@ -259,41 +350,74 @@ impl AuditLog {
     /// `Full` (refuse mode) or `Dropped` (serve mode) when the queue is full; `Closed` after
     /// shutdown.
     pub fn submit(&self, record: AuditRecord) -> Result<AuditReceipt, AuditError> {
+        self.enqueue(record, true)
+    }
+
+    /// Queues a record nobody waits for (a completion record): the writer may hold it up to
+    /// 2 ms so that it shares the next request record's commit. Never blocks.
+    ///
+    /// # Errors
+    /// As `submit`.
+    pub fn submit_deferred(&self, record: AuditRecord) -> Result<(), AuditError> {
+        self.enqueue(record, false).map(drop)
+    }
+
+    fn enqueue(&self, record: AuditRecord, urgent: bool) -> Result<AuditReceipt, AuditError> {
+        let gauges = &self.shared.gauges;
+        if gauges.closed.load(Ordering::Acquire) {
+            return Err(AuditError::Closed);
+        }
         let (done, receipt) = oneshot::channel();
-        match self.shared.sender.try_send(Pending { record, done }) {
+        gauges.queued.fetch_add(1, Ordering::Relaxed);
+        let pending = Pending {
+            record,
+            done,
+            urgent,
+        };
+        match self.shared.sender.try_send(Some(Box::new(pending))) {
             Ok(()) => Ok(AuditReceipt(receipt)),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(AuditError::Closed),
-            Err(mpsc::error::TrySendError::Full(_)) => match self.shared.on_full {
-                AuditOnFull::Refuse => Err(AuditError::Full),
-                AuditOnFull::Serve => {
-                    self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-                    self.shared.dropped_total.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!("audit queue full: record dropped, a gap marker will follow");
-                    Err(AuditError::Dropped)
+            Err(error) => {
+                gauges.queued.fetch_sub(1, Ordering::Relaxed);
+                match error {
+                    TrySendError::Disconnected(_) => Err(AuditError::Closed),
+                    TrySendError::Full(_) => match self.shared.on_full {
+                        AuditOnFull::Refuse => Err(AuditError::Full),
+                        AuditOnFull::Serve => {
+                            gauges.dropped.fetch_add(1, Ordering::Relaxed);
+                            gauges.dropped_total.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(
+                                "audit queue full: record dropped, a gap marker will follow"
+                            );
+                            Err(AuditError::Dropped)
+                        }
+                    },
                 }
-            },
+            }
         }
     }
 
     /// Flushes everything queued, publishes a final checkpoint and stops the writer. Later
     /// submits fail with `Closed`. Idempotent.
     pub async fn shutdown(&self) {
-        self.shared.stop.cancel();
-        let handle = self
+        self.shared.gauges.closed.store(true, Ordering::Release);
+        // Wake the writer if it waits for records; when the queue is full it is busy and
+        // sees `closed` on its next round.
+        let _ = self.shared.sender.try_send(None);
+        let finished = self
             .shared
-            .writer
+            .finished
             .lock()
             .map(|mut slot| slot.take())
             .unwrap_or(None);
-        if let Some(handle) = handle
-            && let Err(err) = handle.await
+        if let Some(finished) = finished
+            && finished.await.is_err()
         {
-            tracing::error!(error = %err, "audit writer task failed");
+            tracing::error!("audit writer thread stopped without finishing");
         }
     }
 
     /// Registers the function called with (origin, size) after each checkpoint is stored.
-    /// It runs on the writer task, so it must not block. Only the first registration counts;
+    /// It runs on the writer thread, so it must not block. Only the first registration counts;
     /// returns false for later ones.
     pub fn on_checkpoint(&self, hook: impl Fn(&str, u64) + Send + Sync + 'static) -> bool {
         self.shared.checkpoint_hook.0.set(Box::new(hook)).is_ok()
@@ -319,11 +443,23 @@ impl AuditLog {
     }
 
     /// The writer's backlog: (records queued and not yet taken by the writer, queue capacity).
-    /// A full queue means the store is not keeping up (or is down): `on_full` applies.
+    /// A full queue means the writer is not keeping up: `on_full` applies.
     pub fn backlog(&self) -> (usize, usize) {
-        let sender = &self.shared.sender;
-        let capacity = sender.max_capacity();
-        (capacity.saturating_sub(sender.capacity()), capacity)
+        let queued = self.shared.gauges.queued.load(Ordering::Relaxed);
+        (queued.min(self.shared.capacity), self.shared.capacity)
+    }
+
+    /// The disk spool: (bytes held, capacity), `None` without a spool. Bytes above zero mean
+    /// the store is not taking records.
+    pub fn spool(&self) -> Option<(u64, u64)> {
+        let bytes = self.shared.gauges.spool_bytes.load(Ordering::Relaxed);
+        self.shared.spool_capacity.map(|capacity| (bytes, capacity))
+    }
+
+    /// Whether new records meet `on_full` because the spool is full (or the queue is).
+    pub fn is_full(&self) -> bool {
+        let (queued, capacity) = self.backlog();
+        queued >= capacity || self.shared.gauges.spool_full.load(Ordering::Relaxed)
     }
 
     /// What happens to records once the queue is full.
@@ -333,224 +469,7 @@ impl AuditLog {
 
     /// Records dropped in `serve` mode since start (alert metric).
     pub fn dropped_total(&self) -> u64 {
-        self.shared.dropped_total.load(Ordering::Relaxed)
-    }
-}
-
-struct Writer {
-    checkpoint_hook: CheckpointHook,
-    appender: LogAppender,
-    store: Arc<dyn AuditStore>,
-    origin: String,
-    receiver: mpsc::Receiver<Pending>,
-    dropped: Arc<AtomicU64>,
-    max_batch: usize,
-    policy: CheckpointPolicy,
-    tick: Duration,
-}
-
-/// One group commit being assembled.
-#[derive(Default)]
-struct Batch {
-    entries: Vec<AuditEntry>,
-    subtrees: Vec<SubtreeRoot>,
-    checkpoints: Vec<StoredCheckpoint>,
-    waiters: Vec<(oneshot::Sender<Result<u64, AuditError>>, u64)>,
-}
-
-impl Writer {
-    async fn run(mut self, stop: CancellationToken) {
-        let mut queued: Vec<Pending> = Vec::with_capacity(self.max_batch);
-        let mut ticker = tokio::time::interval(self.tick);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticker.tick().await;
-        loop {
-            tokio::select! {
-                biased;
-                received = self.receiver.recv_many(&mut queued, self.max_batch) => {
-                    if received == 0 {
-                        break;
-                    }
-                    self.commit(&mut queued, &stop).await;
-                }
-                () = stop.cancelled() => {
-                    self.receiver.close();
-                    while self.receiver.recv_many(&mut queued, self.max_batch).await > 0 {
-                        self.commit(&mut queued, &stop).await;
-                    }
-                    break;
-                }
-                _ = ticker.tick() => {
-                    if let Some(checkpoint) = self.appender.tick(now_ms()) {
-                        let mut batch = Batch::default();
-                        batch.checkpoints.push(StoredCheckpoint { size: checkpoint.checkpoint.size, note: checkpoint.note });
-                        self.store_batch(batch, &stop).await;
-                    }
-                }
-            }
-        }
-        // Final flush of a gap marker for drops seen after the last batch, then the final
-        // checkpoint.
-        self.commit(&mut queued, &stop).await;
-        if let Some(checkpoint) = self.appender.checkpoint_now(now_ms()) {
-            let mut batch = Batch::default();
-            batch.checkpoints.push(StoredCheckpoint {
-                size: checkpoint.checkpoint.size,
-                note: checkpoint.note,
-            });
-            self.store_batch(batch, &stop).await;
-        }
-    }
-
-    fn push(&mut self, batch: &mut Batch, record: AuditRecord, now: u64) -> u64 {
-        let appended = self.appender.append(&record, now);
-        let index = appended.index;
-        batch.subtrees.extend(appended.subtrees);
-        if let Some(checkpoint) = appended.checkpoint {
-            batch.checkpoints.push(StoredCheckpoint {
-                size: checkpoint.checkpoint.size,
-                note: checkpoint.note,
-            });
-        }
-        // The canonical encoder writes only Rust strings and ASCII, so this is valid UTF-8;
-        // the lossy branch is unreachable.
-        let canonical = String::from_utf8(appended.canonical)
-            .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned());
-        batch.entries.push(AuditEntry {
-            index,
-            record: canonical,
-            leaf_hash: appended.leaf_hash,
-            time_ms: appended.time_ms,
-            kind: record.kind,
-            request_id: record.request_id,
-            tenant_id: record.tenant_id,
-            decision: record.decision,
-            model: record.model,
-            status: record.http_status,
-            findings: record.findings,
-        });
-        index
-    }
-
-    async fn commit(&mut self, queued: &mut Vec<Pending>, stop: &CancellationToken) {
-        let lost = self.dropped.swap(0, Ordering::Relaxed);
-        if queued.is_empty() && lost == 0 {
-            return;
-        }
-        let now = now_ms();
-        let mut batch = Batch {
-            entries: Vec::with_capacity(queued.len() + 1),
-            waiters: Vec::with_capacity(queued.len()),
-            ..Batch::default()
-        };
-        for Pending { record, done } in queued.drain(..) {
-            let index = self.push(&mut batch, record, now);
-            batch.waiters.push((done, index));
-        }
-        // Drops happen while the queue is full, so after what it held: the marker follows.
-        if lost > 0 {
-            self.push(&mut batch, AuditRecord::gap(now, lost, "queue_full"), now);
-        }
-        self.store_batch(batch, stop).await;
-    }
-
-    /// Writes the batch, retrying with back-off while the store fails (indefinitely while
-    /// running, a few times once shutdown started), then completes the receipts.
-    async fn store_batch(&mut self, mut batch: Batch, stop: &CancellationToken) {
-        let mut delay = Duration::from_millis(20);
-        let mut attempts_after_stop = 0u32;
-        let outcome = loop {
-            let state = (!batch.checkpoints.is_empty())
-                .then(|| serde_json::to_string(&self.appender.state()).ok())
-                .flatten();
-            let write = AuditWrite {
-                entries: &batch.entries,
-                subtrees: &batch.subtrees,
-                checkpoints: &batch.checkpoints,
-                state: state.as_deref(),
-            };
-            let err = match self.store.append_audit(&self.origin, write).await {
-                Ok(()) => break Ok(()),
-                Err(err) => err,
-            };
-            if stop.is_cancelled() {
-                attempts_after_stop += 1;
-                if attempts_after_stop >= 5 {
-                    tracing::error!(error = %err, records = batch.entries.len(), "audit store unavailable at shutdown: records not stored");
-                    break Err(AuditError::Unavailable);
-                }
-            }
-            if matches!(err, StoreError::Conflict { .. }) {
-                // Another writer appended to this origin (two nodes configured with one
-                // name): continue from the stored log instead of retrying forever.
-                tracing::error!(origin = %self.origin, "another writer appended to this audit log; resynchronising (give every node its own [audit] origin)");
-                match self.resync(&mut batch).await {
-                    Ok(()) => continue,
-                    Err(detail) => {
-                        tracing::warn!(%detail, "audit resynchronisation failed; retrying");
-                    }
-                }
-            } else {
-                tracing::warn!(error = %err, records = batch.entries.len(), "audit store write failed; retrying");
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(2));
-        };
-        if outcome.is_ok()
-            && let Some(hook) = self.checkpoint_hook.0.get()
-        {
-            for checkpoint in &batch.checkpoints {
-                hook(&self.origin, checkpoint.size);
-            }
-        }
-        for (done, index) in batch.waiters {
-            // A submitter that stopped waiting is fine: the record is stored all the same.
-            let _ = done.send(outcome.map(|()| index));
-        }
-    }
-
-    /// Rebuilds the appender from the store and re-appends the batch's records after what is
-    /// stored now, renumbering the receipts. Pending checkpoints are dropped (the stored log
-    /// has its own).
-    async fn resync(&mut self, batch: &mut Batch) -> Result<(), String> {
-        let node = self
-            .store
-            .audit_node(&self.origin)
-            .await
-            .map_err(|err| err.to_string())?
-            .ok_or_else(|| "the audit node row is missing".to_owned())?;
-        let signer = NoteSigner::parse(&node.signing_key).map_err(|err| err.to_string())?;
-        let verifier = signer.verifier();
-        let hint = node
-            .state
-            .as_deref()
-            .and_then(|text| serde_json::from_str(text).ok());
-        let source = OriginLog::new(Arc::clone(&self.store), &self.origin);
-        let state =
-            rebuild_appender_state(&source, std::slice::from_ref(&verifier), hint, now_ms())
-                .await
-                .map_err(|err| err.to_string())?;
-        self.appender = LogAppender::restore(&self.origin, signer, self.policy, state)
-            .map_err(|err| err.to_string())?;
-        let old = std::mem::take(batch);
-        let first_old = old.entries.first().map_or(0, |entry| entry.index);
-        let now = now_ms();
-        let mut renumbered = Vec::with_capacity(old.entries.len());
-        for entry in &old.entries {
-            let record =
-                AuditRecord::parse(entry.record.as_bytes()).map_err(|err| err.to_string())?;
-            renumbered.push(self.push(batch, record, now));
-        }
-        for (done, index) in old.waiters {
-            let position = usize::try_from(index.saturating_sub(first_old)).unwrap_or(usize::MAX);
-            match renumbered.get(position) {
-                Some(new_index) => batch.waiters.push((done, *new_index)),
-                None => {
-                    let _ = done.send(Err(AuditError::Unavailable));
-                }
-            }
-        }
-        Ok(())
+        self.shared.gauges.dropped_total.load(Ordering::Relaxed)
     }
 }
 

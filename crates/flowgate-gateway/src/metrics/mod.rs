@@ -61,6 +61,9 @@ enum MetricName {
     AuditLogSize,
     AuditSpoolBytes,
     AuditDroppedTotal,
+    AuditStreamPublishedTotal,
+    AuditStreamFailuresTotal,
+    AuditStreamLag,
 }
 
 impl MetricName {
@@ -83,6 +86,9 @@ impl MetricName {
             Self::AuditLogSize => "flowgate_audit_log_size",
             Self::AuditSpoolBytes => "flowgate_audit_spool_bytes",
             Self::AuditDroppedTotal => "flowgate_audit_dropped_total",
+            Self::AuditStreamPublishedTotal => "flowgate_audit_stream_published_total",
+            Self::AuditStreamFailuresTotal => "flowgate_audit_stream_failures_total",
+            Self::AuditStreamLag => "flowgate_audit_stream_lag_records",
         }
     }
 
@@ -95,7 +101,8 @@ impl MetricName {
             Self::ActiveRules
             | Self::RedisFallbackActive
             | Self::AuditLogSize
-            | Self::AuditSpoolBytes => Kind::Gauge,
+            | Self::AuditSpoolBytes
+            | Self::AuditStreamLag => Kind::Gauge,
             _ => Kind::Counter,
         }
     }
@@ -138,6 +145,15 @@ impl MetricName {
             }
             Self::AuditDroppedTotal => {
                 "Audit records dropped because the queue was full (serve mode)."
+            }
+            Self::AuditStreamPublishedTotal => {
+                "Audit messages acknowledged by the stream sink, by sink and kind (record or checkpoint)."
+            }
+            Self::AuditStreamFailuresTotal => {
+                "Audit stream rounds that failed (sink or store error) and will be retried from the cursor."
+            }
+            Self::AuditStreamLag => {
+                "Audit records stored but not yet acknowledged by the stream sink."
             }
         }
     }
@@ -323,7 +339,22 @@ pub struct ScrapeGauges<'a> {
     /// This node's audit origin and its record count, when the store answered.
     pub audit_log: Option<(&'a str, u64)>,
     pub audit_dropped_total: u64,
+    /// Bytes in the local audit spool.
+    pub audit_spool_bytes: u64,
     pub redis_fallback_active: bool,
+    /// The audit stream's figures, when `[audit.stream]` is configured.
+    pub audit_stream: Option<AuditStreamGauges<'a>>,
+}
+
+/// The audit stream publisher's figures at scrape time.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditStreamGauges<'a> {
+    /// The sink's name (`nats/<stream>`).
+    pub sink: &'a str,
+    pub records: u64,
+    pub checkpoints: u64,
+    pub failures: u64,
+    pub lag: u64,
 }
 
 /// The registry. One per `AppState`; no globals, so several gateways in one test process
@@ -347,7 +378,6 @@ pub struct Metrics {
     ratelimit_rejections: Family<2, 1>,
     webhook_deliveries: [AtomicU64; WebhookOutcome::ALL.len()],
     active_rules: AtomicU64,
-    audit_spool_bytes: AtomicU64,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -401,7 +431,6 @@ impl Metrics {
             ratelimit_rejections: Family::new(MAX_SMALL_SERIES),
             webhook_deliveries: std::array::from_fn(|_| AtomicU64::new(0)),
             active_rules: AtomicU64::new(0),
-            audit_spool_bytes: AtomicU64::new(0),
         }
     }
 
@@ -515,11 +544,6 @@ impl Metrics {
         self.active_rules.store(count, Ordering::Relaxed);
     }
 
-    /// Sets `flowgate_audit_spool_bytes` (by the audit spool, when it holds records).
-    pub fn set_audit_spool_bytes(&self, bytes: u64) {
-        self.audit_spool_bytes.store(bytes, Ordering::Relaxed);
-    }
-
     /// The whole exposition: recorded metrics, the scrape-time gauges and process metrics.
     pub fn render(&self, gauges: &ScrapeGauges<'_>) -> String {
         let mut out = Exposition::with_capacity(16 * 1024);
@@ -605,7 +629,7 @@ impl Metrics {
         out.sample(
             MetricName::AuditSpoolBytes.as_str(),
             &[],
-            self.audit_spool_bytes.load(Ordering::Relaxed),
+            gauges.audit_spool_bytes,
         );
         MetricName::AuditDroppedTotal.header(&mut out);
         out.sample(
@@ -613,6 +637,31 @@ impl Metrics {
             &[],
             gauges.audit_dropped_total,
         );
+        if let Some(stream) = &gauges.audit_stream {
+            MetricName::AuditStreamPublishedTotal.header(&mut out);
+            for (kind, value) in [
+                ("record", stream.records),
+                ("checkpoint", stream.checkpoints),
+            ] {
+                out.sample(
+                    MetricName::AuditStreamPublishedTotal.as_str(),
+                    &[("sink", stream.sink), ("kind", kind)],
+                    value,
+                );
+            }
+            MetricName::AuditStreamFailuresTotal.header(&mut out);
+            out.sample(
+                MetricName::AuditStreamFailuresTotal.as_str(),
+                &[("sink", stream.sink)],
+                stream.failures,
+            );
+            MetricName::AuditStreamLag.header(&mut out);
+            out.sample(
+                MetricName::AuditStreamLag.as_str(),
+                &[("sink", stream.sink)],
+                stream.lag,
+            );
+        }
         ProcessStats::read().write(&mut out);
         out.finish()
     }
@@ -759,10 +808,21 @@ async fn scrape(state: &AppState) -> Response {
     let gauges = ScrapeGauges {
         audit_log: audit_size.map(|size| (origin, size)),
         audit_dropped_total: audit.dropped_total(),
+        audit_spool_bytes: audit.spool().map_or(0, |(bytes, _)| bytes),
         redis_fallback_active: state
             .limiter()
             .redis_health()
             .is_some_and(|health| health.fallback_active),
+        audit_stream: state.audit_stream().map(|stream| {
+            let totals = stream.totals();
+            AuditStreamGauges {
+                sink: stream.sink_name(),
+                records: totals.records,
+                checkpoints: totals.checkpoints,
+                failures: totals.failures,
+                lag: totals.lag,
+            }
+        }),
     };
     let body = state.metrics().render(&gauges);
     let mut response = body.into_response();
@@ -942,11 +1002,12 @@ mod tests {
         metrics.rule_violation("email", "redact");
         metrics.webhook_delivery(WebhookOutcome::Failed);
         metrics.set_active_rules(12);
-        metrics.set_audit_spool_bytes(4096);
         let text = metrics.render(&ScrapeGauges {
             audit_log: Some(("node-1", 77)),
             audit_dropped_total: 3,
+            audit_spool_bytes: 4096,
             redis_fallback_active: true,
+            ..ScrapeGauges::default()
         });
         for line in [
             "flowgate_upstream_attempts_total{provider=\"openai\",outcome=\"server_error\"} 1",
@@ -1042,5 +1103,35 @@ mod tests {
         assert_eq!(status_label(200, &mut buffer), "200");
         assert_eq!(status_label(499, &mut buffer), "499");
         assert_eq!(status_label(42, &mut buffer), "other");
+    }
+
+    #[test]
+    fn audit_stream_series_only_when_configured() {
+        let metrics = metrics(10);
+        let without = metrics.render(&ScrapeGauges::default());
+        assert!(!without.contains("flowgate_audit_stream"), "{without}");
+        let text = metrics.render(&ScrapeGauges {
+            audit_stream: Some(AuditStreamGauges {
+                sink: "nats/FLOWGATE_AUDIT",
+                records: 120,
+                checkpoints: 3,
+                failures: 2,
+                lag: 7,
+            }),
+            ..ScrapeGauges::default()
+        });
+        for line in [
+            "flowgate_audit_stream_published_total{sink=\"nats/FLOWGATE_AUDIT\",kind=\"record\"} 120",
+            "flowgate_audit_stream_published_total{sink=\"nats/FLOWGATE_AUDIT\",kind=\"checkpoint\"} 3",
+            "flowgate_audit_stream_failures_total{sink=\"nats/FLOWGATE_AUDIT\"} 2",
+            "flowgate_audit_stream_lag_records{sink=\"nats/FLOWGATE_AUDIT\"} 7",
+            "# TYPE flowgate_audit_stream_lag_records gauge",
+            "# TYPE flowgate_audit_stream_published_total counter",
+        ] {
+            assert!(
+                text.lines().any(|sample| sample == line),
+                "missing `{line}` in\n{text}"
+            );
+        }
     }
 }

@@ -13,16 +13,17 @@ use crate::proxy::stream::{ClientStream, Converter, ScreenedStream};
 use crate::proxy::usage::to_usage;
 use crate::proxy::{record, screen};
 use crate::state::TenantEntry;
+use crate::trace::{Detail, Stage};
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
-use flowgate_policy::Policy;
 use flowgate_providers::Operation;
 use flowgate_ratelimit::Admission;
 use flowgate_translate::passthrough::{self, UsageSniffer};
 use flowgate_translate::stream::{EncoderOptions, StreamTranscoder};
 use flowgate_translate::{UpstreamKind, estimate};
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use std::sync::Arc;
 use tokio::time::Instant;
 
 /// Largest upstream answer read into memory (non-streaming answers).
@@ -36,9 +37,9 @@ pub fn stream(
     call: &mut Call,
     dispatched: Dispatched<'_>,
     admission: Admission,
-    policy: &Policy,
+    tenant: &Arc<TenantEntry>,
 ) -> Response {
-    let screened = screen::screens_answers(policy);
+    let screened = screen::screens_answers(&tenant.policy);
     let converter = match dispatched.wire {
         Wire::Native { strip_usage } if !screened => {
             Converter::Native(UsageSniffer::new(call.ingress, strip_usage))
@@ -61,7 +62,7 @@ pub fn stream(
                     kind,
                     call.ingress,
                     options,
-                    policy.clone(),
+                    Arc::clone(tenant),
                 )))
             } else {
                 Converter::Translated(Box::new(StreamTranscoder::new(call.ingress, kind, options)))
@@ -76,6 +77,8 @@ pub fn stream(
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     context.stream = true;
+    // The upstream span runs until the stream ends (closed when the request is logged).
+    context.trace.begin_open(Stage::Upstream);
     let answer = context.finish(answer, true);
     let (parts, _) = answer.into_parts();
     let body = Body::from_stream(ClientStream::new(
@@ -103,6 +106,7 @@ pub async fn complete(
 ) -> Response {
     let policy = &tenant.policy;
     let provider = &dispatched.route.upstream.name;
+    let span = context.trace.begin();
     let started = Instant::now();
     let collected = dispatched
         .response
@@ -110,6 +114,9 @@ pub async fn complete(
         .collect(MAX_UPSTREAM_BODY, provider)
         .await;
     context.upstream_time += started.elapsed();
+    context
+        .trace
+        .end(Stage::Upstream, span, collected.is_ok(), Detail::none);
     let bytes = match collected {
         Ok(bytes) => bytes,
         Err(error) => return context.fail(error.into()),
@@ -176,11 +183,24 @@ fn translate_answer(
     let mut rewritten = !kind.is_native_for(call.ingress);
     if let Some(tenant) = screen_for {
         // The hash commits to what the upstream answered, before any redaction.
-        context.response_hash = Some(record::content_hash(
-            &tenant.content_key,
+        context.response_content = Some(record::keep_content(
+            tenant,
+            &context.request_id,
+            flowgate_audit::record::RecordKind::Completion,
             &screen::answer_text(&decoded),
         ));
+        let span = context.trace.begin();
         let screening = screen::screen_answer(&tenant.policy, &mut decoded);
+        let decision = screening.decision;
+        context.trace.end(
+            Stage::Policy,
+            span,
+            decision != flowgate_policy::Decision::Block,
+            || Detail::Policy {
+                phase: "response",
+                decision: decision.as_str(),
+            },
+        );
         context.screening.merge(&screening);
         if screening.decision == flowgate_policy::Decision::Block {
             return Err(screening.violation(flowgate_policy::Phase::Response));
@@ -205,6 +225,7 @@ pub async fn upstream_error(
     let provider = &dispatched.route.upstream.name;
     let status = dispatched.response.status;
     let retry_after = dispatched.response.headers.get(RETRY_AFTER).cloned();
+    let span = context.trace.begin();
     let started = Instant::now();
     let body = dispatched
         .response
@@ -213,6 +234,9 @@ pub async fn upstream_error(
         .await
         .unwrap_or_default();
     context.upstream_time += started.elapsed();
+    context
+        .trace
+        .end(Stage::Upstream, span, false, Detail::none);
     let kind = crate::proxy::call::upstream_kind(dispatched.route.upstream.kind);
     let passes_through = matches!(status.as_u16(), 400 | 404 | 409 | 413 | 422);
     if passes_through

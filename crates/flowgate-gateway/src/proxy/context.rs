@@ -2,12 +2,16 @@
 //! the two headers every answer carries, `x-request-id` and `x-flowgate-overhead-ms` (the
 //! gateway's own time: wall time minus the time spent waiting for the upstream), and records
 //! the request in the metrics when it logs it (the overhead recorded is the value of the header).
+//! The access-log line carries `request_id` and `trace_id` (W3C, `crate::trace`); ending the
+//! request also hands its spans to the trace exporter when it was traced.
 
 use crate::audit::AuditLog;
 use crate::error::{ApiError, ErrorCode};
 use crate::metrics::{Metrics, RequestOutcome};
+use crate::proxy::record::KeptContent;
 use crate::proxy::screen::Screening;
 use crate::state::AppState;
+use crate::trace::RequestTrace;
 use crate::webhooks::Event;
 use axum::response::Response;
 use flowgate_policy::{Action, Decision};
@@ -48,8 +52,8 @@ pub struct RequestContext {
     /// What the policy decided and found, request and response together.
     pub screening: Screening,
     pub key_id: Option<KeyId>,
-    /// Keyed hash of the answer's text, when the answer was decoded.
-    pub response_hash: Option<String>,
+    /// Keyed hash (and, when kept, sealed text) of the answer, when the answer was decoded.
+    pub response_content: Option<KeptContent>,
     /// Set once the request-side audit record was submitted: the completion record goes to
     /// this log when the request ends.
     pub audit: Option<AuditLog>,
@@ -58,6 +62,9 @@ pub struct RequestContext {
     metrics: Arc<Metrics>,
     /// Where policy and rate-limit events go (never blocks).
     webhooks: crate::webhooks::Webhooks,
+    /// The trace id for the log, and the spans of each stage when the request is traced
+    /// (`crate::trace`; nothing is recorded without `otlp_endpoint`).
+    pub trace: RequestTrace,
     /// The overhead sent in `x-flowgate-overhead-ms`, fixed when the head is stamped so the
     /// metrics record the same value even when a stream ends later.
     stamped_overhead: OnceLock<Duration>,
@@ -103,11 +110,12 @@ impl RequestContext {
             first_token: None,
             screening: Screening::default(),
             key_id: None,
-            response_hash: None,
+            response_content: None,
             audit: None,
             audit_index: None,
             metrics: Arc::clone(state.metrics()),
             webhooks: state.webhooks().clone(),
+            trace: state.tracer().request(headers),
             stamped_overhead: OnceLock::new(),
         }
     }
@@ -229,14 +237,19 @@ impl RequestContext {
         if let Some(audit) = &self.audit {
             // The request-side record is already durable; a lost completion record (full
             // queue) is counted by the log's gap marker.
-            if let Err(err) = audit.submit(crate::proxy::record::completion_record(self, status)) {
+            let record = crate::proxy::record::completion_record(self, status);
+            if let Err(err) = audit.submit_deferred(record) {
                 tracing::warn!(request_id = %self.request_id, error = %err, "completion audit record not queued");
             }
         }
+        self.trace.finish(status < 500, || {
+            crate::trace::RootAttributes::of(self, status, error_code)
+        });
         let usage = self.usage.unwrap_or_default();
         tracing::info!(
             target: "flowgate::access",
             request_id = %self.request_id,
+            trace_id = %self.trace.trace_id,
             tenant = self.tenant_id.as_ref().map_or("", TenantId::as_str),
             model = self.model.as_deref().unwrap_or(""),
             provider = self.provider().unwrap_or(""),

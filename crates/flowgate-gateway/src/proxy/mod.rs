@@ -31,6 +31,7 @@ pub(crate) use envelope::read_body;
 use crate::audit::{AuditError, AuditReceipt};
 use crate::error::ApiError;
 use crate::state::{AppState, ModelRoutes, Principal};
+use crate::trace::{Detail, Stage};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -73,6 +74,15 @@ impl Endpoint {
         }
     }
 
+    /// The root span's name: method and route.
+    fn span_name(self) -> &'static str {
+        match self {
+            Self::Chat(Ingress::OpenAi) => "POST /v1/chat/completions",
+            Self::Chat(Ingress::Anthropic) => "POST /v1/messages",
+            Self::Embeddings => "POST /v1/embeddings",
+        }
+    }
+
     fn ingress(self) -> Ingress {
         match self {
             Self::Chat(ingress) => ingress,
@@ -111,11 +121,17 @@ async fn accept(
     state: &AppState,
     request: Request,
     format: ApiFormat,
+    span_name: &'static str,
 ) -> Result<Accepted, Response> {
     let (parts, body) = request.into_parts();
     let mut context = RequestContext::start(state, &parts.headers, format);
-    let principal =
-        auth::authenticate(state, &parts.headers).map_err(|error| context.fail(error))?;
+    context.trace.set_name(span_name);
+    let span = context.trace.begin();
+    let principal = auth::authenticate(state, &parts.headers);
+    context
+        .trace
+        .end(Stage::Auth, span, principal.is_ok(), Detail::none);
+    let principal = principal.map_err(|error| context.fail(error))?;
     context.tenant_id = Some(principal.tenant.tenant.id.clone());
     context.key_id = Some(principal.key_id.clone());
     let limit = state.config().server.max_body_bytes;
@@ -152,13 +168,18 @@ async fn infer(state: AppState, request: Request, endpoint: Endpoint) -> Respons
         client_model,
         stream,
         max_output_tokens,
-    } = match accept(&state, request, endpoint.format()).await {
+    } = match accept(&state, request, endpoint.format(), endpoint.span_name()).await {
         Ok(accepted) => accepted,
         Err(answer) => return answer,
     };
     let stream = stream && endpoint != Endpoint::Embeddings;
     context.stream = stream;
-    let admission = match admit(&state, &principal, max_output_tokens, body.len()).await {
+    let span = context.trace.begin();
+    let admitted = admit(&state, &principal, max_output_tokens, body.len()).await;
+    context
+        .trace
+        .end(Stage::Limits, span, admitted.is_ok(), Detail::none);
+    let admission = match admitted {
         Ok(admission) => admission,
         Err((error, headers)) => {
             context.rate_limits = headers;
@@ -174,11 +195,14 @@ async fn infer(state: AppState, request: Request, endpoint: Endpoint) -> Respons
     let mut call = Call::new(endpoint.ingress(), operation, body, client_model, &headers);
     let tenant = &principal.tenant;
     let audited = state.config().audit.enabled;
-    // The prompt's keyed hash for the audit record, over the text the client sent.
-    let request_hash = match endpoint {
+    // The prompt's keyed hash (and, when kept, its sealed text) for the audit record, over
+    // the text the client sent.
+    let request_content = match endpoint {
         Endpoint::Chat(_) if audited => match call.ir() {
-            Ok(request) => Some(record::content_hash(
-                &tenant.content_key,
+            Ok(request) => Some(record::keep_content(
+                tenant,
+                &context.request_id,
+                flowgate_audit::record::RecordKind::Request,
                 &record::prompt_text(request),
             )),
             Err(error) => return context.fail(error),
@@ -187,7 +211,21 @@ async fn infer(state: AppState, request: Request, endpoint: Endpoint) -> Respons
     };
     // Stage 5b: screening of the prompt (block, redact, flag).
     if endpoint != Endpoint::Embeddings && tenant.policy.screens(Phase::Request) {
-        match screen::screen_request(&tenant.policy, &mut call, body_len) {
+        let span = context.trace.begin();
+        let screened = screen::screen_request(&tenant.policy, &mut call, body_len);
+        let decision = screened
+            .as_ref()
+            .map_or(Decision::Allow, |screening| screening.decision);
+        context.trace.end(
+            Stage::Policy,
+            span,
+            screened.is_ok() && decision != Decision::Block,
+            || Detail::Policy {
+                phase: "request",
+                decision: decision.as_str(),
+            },
+        );
+        match screened {
             Ok(screening) => context.screening = screening,
             Err(error) => return context.fail(error),
         }
@@ -198,7 +236,7 @@ async fn infer(state: AppState, request: Request, endpoint: Endpoint) -> Respons
             let receipt =
                 state
                     .audit()
-                    .submit(record::request_record(&context, request_hash, Some(403)));
+                    .submit(record::request_record(&context, request_content, Some(403)));
             if let Err(error) = await_durable(&state, &mut context, receipt).await {
                 return context.fail(error);
             }
@@ -210,17 +248,28 @@ async fn infer(state: AppState, request: Request, endpoint: Endpoint) -> Respons
         context.audit = Some(state.audit().clone());
         state
             .audit()
-            .submit(record::request_record(&context, request_hash, None))
+            .submit(record::request_record(&context, request_content, None))
     });
     // Stage 6: routing, concurrently with the audit write.
     let audit = &state.config().audit;
-    let (dispatched, durable) =
+    let audit_span = receipt.as_ref().and_then(|_| context.trace.begin());
+    let (dispatched, (durable, audit_span)) =
         tokio::join!(route::dispatch(&model, &mut call, &mut context), async {
-            match receipt {
+            let durable = match receipt {
                 Some(receipt) => durable_index(receipt, audit.durable_timeout, audit.on_full).await,
                 None => Ok(None),
-            }
+            };
+            // The audit span ends when the record is durable, not when routing ends.
+            (
+                durable,
+                audit_span.map(|span| (span, std::time::Instant::now())),
+            )
         });
+    if let Some((span, durable_at)) = audit_span {
+        context
+            .trace
+            .end_at(Stage::Audit, span, durable_at, durable.is_ok());
+    }
     match durable {
         Ok(index) => context.audit_index = index,
         Err(error) => return context.fail(error),
@@ -234,7 +283,7 @@ async fn infer(state: AppState, request: Request, endpoint: Endpoint) -> Respons
         return answer::upstream_error(&mut context, &call, dispatched).await;
     }
     if stream {
-        return answer::stream(context, &mut call, dispatched, admission, &tenant.policy);
+        return answer::stream(context, &mut call, dispatched, admission, tenant);
     }
     answer::complete(&mut context, &mut call, dispatched, admission, tenant).await
 }
@@ -275,14 +324,26 @@ async fn await_durable(
     receipt: Result<AuditReceipt, AuditError>,
 ) -> Result<(), ApiError> {
     let audit = &state.config().audit;
-    context.audit_index = durable_index(receipt, audit.durable_timeout, audit.on_full).await?;
+    let span = context.trace.begin();
+    let durable = durable_index(receipt, audit.durable_timeout, audit.on_full).await;
+    context
+        .trace
+        .end(Stage::Audit, span, durable.is_ok(), Detail::none);
+    context.audit_index = durable?;
     Ok(())
 }
 
 /// `POST /v1/messages/count_tokens`: Anthropic's token count of a request, estimated locally
 /// (no upstream call, no admission).
 async fn count_tokens(State(state): State<AppState>, request: Request) -> Response {
-    let Accepted { context, body, .. } = match accept(&state, request, ApiFormat::Anthropic).await {
+    let accepted = accept(
+        &state,
+        request,
+        ApiFormat::Anthropic,
+        "POST /v1/messages/count_tokens",
+    )
+    .await;
+    let Accepted { context, body, .. } = match accepted {
         Ok(accepted) => accepted,
         Err(answer) => return answer,
     };
@@ -376,8 +437,14 @@ async fn admit(
 }
 
 async fn list_models(State(state): State<AppState>, request: Request) -> Response {
-    let context = RequestContext::start(&state, request.headers(), ApiFormat::OpenAi);
-    let principal = match auth::authenticate(&state, request.headers()) {
+    let mut context = RequestContext::start(&state, request.headers(), ApiFormat::OpenAi);
+    context.trace.set_name("GET /v1/models");
+    let span = context.trace.begin();
+    let authenticated = auth::authenticate(&state, request.headers());
+    context
+        .trace
+        .end(Stage::Auth, span, authenticated.is_ok(), Detail::none);
+    let principal = match authenticated {
         Ok(principal) => principal,
         Err(error) => return context.fail(error),
     };

@@ -7,14 +7,17 @@
 //! Content is never stored in clear: `request_hash` / `response_hash` are HMAC-SHA-256 under
 //! the tenant's content key (derived from the master key) of the normalised text: the text
 //! parts of every message, in order, separated by a blank line (`flowgate audit
-//! prove-content` recomputes it from a given text).
+//! prove-content` recomputes it from a given text). With `[audit] hash_prompts = false` the
+//! normalised text is also kept, sealed under the tenant's data key, in `encrypted_content`
+//! (`flowgate audit show-content` opens it with the master key).
 
 use crate::proxy::context::RequestContext;
 use crate::proxy::screen::Screening;
-use flowgate_audit::content::TenantContentKey;
+use crate::state::TenantEntry;
 use flowgate_audit::record::{AuditRecord, Decision, Latencies, RecordKind, RuleFinding, Usage};
 use flowgate_translate::IrRequest;
 use flowgate_translate::ir::Part;
+use flowgate_types::RequestId;
 
 /// The policy decision as the audit log names it.
 fn decision(screening: &Screening) -> Decision {
@@ -95,11 +98,14 @@ fn base(context: &RequestContext, kind: RecordKind) -> AuditRecord {
 /// that ends here (a policy block).
 pub fn request_record(
     context: &RequestContext,
-    request_hash: Option<String>,
+    content: Option<KeptContent>,
     status: Option<u16>,
 ) -> AuditRecord {
     let mut record = base(context, RecordKind::Request);
-    record.request_hash = request_hash;
+    if let Some(content) = content {
+        record.request_hash = Some(content.hash);
+        record.encrypted_content = content.sealed;
+    }
     record.http_status = status;
     record
 }
@@ -111,7 +117,10 @@ pub fn completion_record(context: &RequestContext, status: u16) -> AuditRecord {
         record.decision = Decision::Error;
     }
     record.http_status = Some(status);
-    record.response_hash = context.response_hash.clone();
+    if let Some(content) = &context.response_content {
+        record.response_hash = Some(content.hash.clone());
+        record.encrypted_content.clone_from(&content.sealed);
+    }
     record.usage = context.usage.map(|usage| Usage {
         input: usage.input_tokens,
         output: usage.output_tokens,
@@ -127,7 +136,29 @@ pub fn completion_record(context: &RequestContext, status: u16) -> AuditRecord {
     record
 }
 
-/// The keyed hash of a text, when content hashing applies.
-pub fn content_hash(key: &TenantContentKey, text: &str) -> String {
-    key.hash_hex(text)
+/// What the audit log keeps of one content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptContent {
+    /// Hex HMAC under the tenant's content key.
+    pub hash: String,
+    /// The text sealed under the tenant's data key (`hash_prompts = false` only).
+    pub sealed: Option<String>,
+}
+
+/// The keyed hash of `text`, and its sealed form when the tenant's content is kept.
+pub fn keep_content(
+    tenant: &TenantEntry,
+    request_id: &RequestId,
+    kind: RecordKind,
+    text: &str,
+) -> KeptContent {
+    let sealed = tenant.data_key.as_ref().and_then(|key| {
+        key.seal(request_id.as_str(), kind.as_str(), text)
+            .map_err(|err| tracing::error!(error = %err, "audit content not kept: no nonce"))
+            .ok()
+    });
+    KeptContent {
+        hash: tenant.content_key.hash_hex(text),
+        sealed,
+    }
 }

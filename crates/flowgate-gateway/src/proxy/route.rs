@@ -21,6 +21,7 @@ use crate::proxy::breaker::Permit;
 use crate::proxy::call::{Call, Prepared, Wire};
 use crate::proxy::context::RequestContext;
 use crate::state::{ModelRoutes, Route};
+use crate::trace::{Detail, Stage, TRACEPARENT};
 use flowgate_config::ProviderKind;
 use flowgate_providers::{
     Operation, TimeoutPhase, UpstreamBody, UpstreamError, UpstreamResponse, mock,
@@ -163,8 +164,10 @@ pub async fn dispatch<'a>(
             let last_attempt_here = attempt + 1 == attempts;
             context.attempts += 1;
             context.upstream = Some(Arc::clone(&route.upstream));
+            let span = context.trace.begin();
+            let traceparent = context.trace.upstream_header(span.as_ref());
             let started = Instant::now();
-            let result = send(route, &prepared, call, context).await;
+            let result = send(route, &prepared, call, context, traceparent).await;
             let waited = started.elapsed();
             context.upstream_time += waited;
             let outcome = match &result {
@@ -176,6 +179,23 @@ pub async fn dispatch<'a>(
             context
                 .metrics()
                 .upstream_attempt(&route.upstream.name, outcome, waited);
+            let number = context.attempts;
+            let status = result
+                .as_ref()
+                .ok()
+                .map(|response| response.status.as_u16());
+            context.trace.end(
+                Stage::RouteAttempt,
+                span,
+                outcome == AttemptOutcome::Success,
+                || Detail::Attempt {
+                    upstream: Arc::clone(&route.upstream),
+                    number,
+                    retry: attempt,
+                    outcome: outcome.as_str(),
+                    status,
+                },
+            );
             let retry_after = match result {
                 Ok(response) => match classify(response.status) {
                     Verdict::Done => {
@@ -254,11 +274,13 @@ fn final_answer<'a>(
 }
 
 /// One upstream call; the mock provider answers in process (in OpenAI's dialect).
+/// `traceparent` is added to the request when the request is traced or the caller sent one.
 async fn send(
     route: &Route,
     prepared: &Prepared,
     call: &Call,
     context: &RequestContext,
+    traceparent: Option<http::HeaderValue>,
 ) -> Result<UpstreamResponse, UpstreamError> {
     if route.upstream.kind == ProviderKind::Mock {
         return Ok(mock_answer(route, prepared, call, context));
@@ -269,9 +291,18 @@ async fn send(
         } else {
             &[]
         };
+    let Some(traceparent) = traceparent else {
+        return route
+            .upstream
+            .post_json(&prepared.path, prepared.body.clone(), extra)
+            .await;
+    };
+    let mut headers = Vec::with_capacity(extra.len() + 1);
+    headers.extend_from_slice(extra);
+    headers.push((TRACEPARENT.clone(), traceparent));
     route
         .upstream
-        .post_json(&prepared.path, prepared.body.clone(), extra)
+        .post_json(&prepared.path, prepared.body.clone(), &headers)
         .await
 }
 

@@ -10,8 +10,9 @@ use crate::error::ApiError;
 use crate::proxy::context::RequestContext;
 use crate::proxy::screen::Screening;
 use crate::proxy::usage::to_usage;
+use crate::state::TenantEntry;
 use bytes::Bytes;
-use flowgate_policy::{Phase, Policy, StreamScreener, StreamStatus};
+use flowgate_policy::{Phase, StreamScreener, StreamStatus};
 use flowgate_providers::UpstreamBody;
 use flowgate_ratelimit::Admission;
 use flowgate_translate::passthrough::UsageSniffer;
@@ -21,6 +22,7 @@ use flowgate_types::ApiFormat;
 use futures_util::Stream;
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 /// Why a stream could not go on.
@@ -39,15 +41,17 @@ impl From<TranslateError> for StreamFailure {
 
 /// Decoder, screeners and encoder of a stream whose answer the policy screens: text deltas
 /// go through one `StreamScreener` per choice (holding back only what a match split across
-/// chunks needs), everything else passes as decoded.
+/// chunks needs), everything else passes as decoded. The first choice's text as the upstream
+/// sent it is kept for the completion record's content hash (as for complete answers).
 #[derive(Debug)]
 pub struct ScreenedStream {
     decoder: StreamDecoder,
     encoder: StreamEncoder,
-    policy: Policy,
+    tenant: Arc<TenantEntry>,
     screeners: Vec<(u32, StreamScreener)>,
     events: Vec<StreamEvent>,
     text: String,
+    answer: String,
 }
 
 impl ScreenedStream {
@@ -55,15 +59,16 @@ impl ScreenedStream {
         kind: UpstreamKind,
         ingress: Ingress,
         options: EncoderOptions,
-        policy: Policy,
+        tenant: Arc<TenantEntry>,
     ) -> Self {
         Self {
             decoder: StreamDecoder::new(kind, &options.id),
             encoder: StreamEncoder::new(ingress, options),
-            policy,
+            tenant,
             screeners: Vec::new(),
             events: Vec::with_capacity(8),
             text: String::new(),
+            answer: String::new(),
         }
     }
 
@@ -75,7 +80,7 @@ impl ScreenedStream {
         {
             Some(position) => position,
             None => {
-                let screener = StreamScreener::new(self.policy.clone(), Phase::Response);
+                let screener = StreamScreener::new(self.tenant.policy.clone(), Phase::Response);
                 self.screeners.push((choice, screener));
                 self.screeners.len() - 1
             }
@@ -119,6 +124,9 @@ impl ScreenedStream {
         for event in &events {
             result = match event {
                 StreamEvent::TextDelta { choice, text } => {
+                    if *choice == 0 {
+                        self.answer.push_str(text);
+                    }
                     let mut screened = std::mem::take(&mut self.text);
                     screened.clear();
                     let status = self.screener(*choice).push(text, &mut screened);
@@ -296,6 +304,14 @@ impl ClientStream {
     /// when the upstream reported none (the tokens were spent either way).
     fn settle(&mut self) {
         self.context.usage = self.converter.usage().map(to_usage);
+        if let Converter::Screened(screened) = &self.converter {
+            self.context.response_content = Some(crate::proxy::record::keep_content(
+                &screened.tenant,
+                &self.context.request_id,
+                flowgate_audit::record::RecordKind::Completion,
+                &screened.answer,
+            ));
+        }
         if let Some(screening) = self.converter.screening() {
             self.context.screening.merge(&screening);
         }

@@ -67,6 +67,7 @@ fn settings(capacity: usize, on_full: AuditOnFull) -> AuditSettings {
         on_full,
         queue_capacity: capacity,
         max_batch: 1024,
+        spool: None,
     }
 }
 
@@ -139,71 +140,68 @@ async fn writer_numbers_records_and_survives_a_restart() {
     assert_eq!(report.uncovered_records, 0);
 }
 
-#[tokio::test]
+/// Submits `count` records as fast as the loop goes (the writer thread drains a queue of one
+/// record concurrently, so some find it full) and waits for every accepted receipt.
+async fn flood(log: &AuditLog, count: u64) -> (Vec<u64>, Vec<AuditError>) {
+    let mut receipts = Vec::new();
+    let mut refused = Vec::new();
+    for i in 0..count {
+        match log.submit(record(i, "t1")) {
+            Ok(receipt) => receipts.push(receipt),
+            Err(error) => refused.push(error),
+        }
+    }
+    let mut indices = Vec::new();
+    for receipt in receipts {
+        indices.push(
+            receipt
+                .durable()
+                .await
+                .unwrap_or_else(|err| panic!("accepted record not durable: {err}")),
+        );
+    }
+    (indices, refused)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_queue_refuses_or_serves_with_a_gap_marker() {
     let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
     let store = sqlite_store(dir.path()).await;
-    // The current-thread runtime cannot run the writer while this loop does not await, so
-    // the queue of 2 fills deterministically.
-    let refuse = AuditLog::start(store.clone(), settings(2, AuditOnFull::Refuse))
+    let refuse = AuditLog::start(store.clone(), settings(1, AuditOnFull::Refuse))
         .await
         .unwrap_or_else(|err| panic!("start: {err}"));
-    let outcomes: Vec<_> = (0..5).map(|i| refuse.submit(record(i, "t1"))).collect();
-    let refused = outcomes
-        .iter()
-        .filter(|outcome| matches!(outcome, Err(AuditError::Full)))
-        .count();
-    assert_eq!(refused, 3);
+    let (indices, refused) = flood(&refuse, 2000).await;
+    assert!(!refused.is_empty(), "a queue of one never filled");
+    assert!(refused.iter().all(|error| *error == AuditError::Full));
     assert!(AuditError::Full.refuses() && !AuditError::Dropped.refuses());
-    for receipt in outcomes.into_iter().flatten() {
-        assert!(receipt.durable().await.is_ok());
-    }
+    // Accepted records are numbered without holes; refused ones left no trace.
+    assert_eq!(indices, (0..indices.len() as u64).collect::<Vec<_>>());
+    assert_eq!(refuse.dropped_total(), 0);
     refuse.shutdown().await;
 
-    let mut serve_settings = settings(2, AuditOnFull::Serve);
+    let mut serve_settings = settings(1, AuditOnFull::Serve);
     serve_settings.origin = "test.example/serve".into();
     let serve = AuditLog::start(store.clone(), serve_settings)
         .await
         .unwrap_or_else(|err| panic!("start: {err}"));
-    let outcomes: Vec<_> = (0..6).map(|i| serve.submit(record(i, "t1"))).collect();
-    assert_eq!(
-        outcomes
-            .iter()
-            .filter(|outcome| matches!(outcome, Err(AuditError::Dropped)))
-            .count(),
-        4
-    );
-    assert_eq!(serve.dropped_total(), 4);
-    for receipt in outcomes.into_iter().flatten() {
-        assert!(receipt.durable().await.is_ok());
-    }
-    let later = serve
-        .submit(record(9, "t1"))
-        .unwrap_or_else(|err| panic!("submit: {err}"))
-        .durable()
-        .await
-        .unwrap_or_else(|err| panic!("durable: {err}"));
+    let (kept, dropped) = flood(&serve, 2000).await;
+    assert!(!dropped.is_empty(), "a queue of one never filled");
+    assert!(dropped.iter().all(|error| *error == AuditError::Dropped));
+    assert_eq!(serve.dropped_total(), dropped.len() as u64);
     serve.shutdown().await;
+    // Every drop is counted by a gap marker logged after the records kept before it.
     let stats = store
         .audit_stats("test.example/serve", None, None, None)
         .await
         .unwrap_or_else(|err| panic!("stats: {err}"));
-    assert_eq!((stats.gaps, stats.lost_records), (1, 4));
-    assert_eq!(later, 3, "two records, one gap marker, then this one");
-    let gaps = store
-        .list_audit(
-            "test.example/serve",
-            &AuditFilter {
-                limit: 10,
-                ..AuditFilter::default()
-            },
-        )
+    assert_eq!(stats.lost_records, dropped.len() as u64);
+    assert!(stats.gaps >= 1);
+    assert_eq!(stats.records, kept.len() as u64);
+    let size = store
+        .audit_size("test.example/serve")
         .await
-        .unwrap_or_default();
-    assert!(
-        gaps.iter()
-            .any(|row| row.index == 2 && row.record.contains("\"kind\":\"gap\""))
-    );
+        .unwrap_or_else(|err| panic!("size: {err}"));
+    assert_eq!(size, kept.len() as u64 + stats.gaps);
 }
 
 #[tokio::test]
@@ -441,6 +439,34 @@ impl AuditStore for FlakyStore {
     ) -> Result<u64, flowgate_store::StoreError> {
         self.inner.prune_audit(origin, anchor).await
     }
+    async fn audit_sink_cursor(
+        &self,
+        origin: &str,
+        sink: &str,
+    ) -> Result<Option<flowgate_store::SinkCursor>, flowgate_store::StoreError> {
+        self.inner.audit_sink_cursor(origin, sink).await
+    }
+    async fn save_audit_sink_cursor(
+        &self,
+        origin: &str,
+        sink: &str,
+        cursor: flowgate_store::SinkCursor,
+    ) -> Result<(), flowgate_store::StoreError> {
+        self.inner
+            .save_audit_sink_cursor(origin, sink, cursor)
+            .await
+    }
+    async fn audit_checkpoints_between(
+        &self,
+        origin: &str,
+        after: u64,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<Vec<flowgate_store::StoredCheckpoint>, flowgate_store::StoreError> {
+        self.inner
+            .audit_checkpoints_between(origin, after, up_to, limit)
+            .await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -547,4 +573,73 @@ async fn two_writers_on_one_origin_resynchronise_instead_of_stalling() {
     .await
     .unwrap_or_else(|err| panic!("verify: {err}"));
     assert_eq!(report.size, 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deferred_records_are_stored_alone_or_with_the_next_urgent_one_in_order() {
+    let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
+    let store = sqlite_store(dir.path()).await;
+    let log = AuditLog::start(store.clone(), settings(1024, AuditOnFull::Refuse))
+        .await
+        .unwrap_or_else(|err| panic!("start: {err}"));
+    let size = || async {
+        store
+            .audit_size("test.example/audit")
+            .await
+            .unwrap_or_else(|err| panic!("size: {err}"))
+    };
+    // Alone: stored once the linger runs out.
+    log.submit_deferred(record(0, "t1"))
+        .unwrap_or_else(|err| panic!("submit: {err}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while size().await < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "deferred record never stored"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // Followed by an urgent record: both stored, in submit order.
+    log.submit_deferred(record(1, "t1"))
+        .unwrap_or_else(|err| panic!("submit: {err}"));
+    let urgent = log
+        .submit(record(2, "t1"))
+        .unwrap_or_else(|err| panic!("submit: {err}"))
+        .durable()
+        .await
+        .unwrap_or_else(|err| panic!("durable: {err}"));
+    assert_eq!(urgent, 2);
+    assert_eq!(
+        size().await,
+        3,
+        "the deferred record committed with the urgent one"
+    );
+    log.shutdown().await;
+    let rows = store
+        .list_audit(
+            "test.example/audit",
+            &AuditFilter {
+                limit: 10,
+                ..AuditFilter::default()
+            },
+        )
+        .await
+        .unwrap_or_default();
+    let mut ids: Vec<(u64, String)> = rows
+        .iter()
+        .map(|row| {
+            let record = AuditRecord::parse(row.record.as_bytes())
+                .unwrap_or_else(|err| panic!("record: {err}"));
+            (row.index, record.request_id)
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        vec![
+            (0, "req-0".to_owned()),
+            (1, "req-1".to_owned()),
+            (2, "req-2".to_owned())
+        ]
+    );
 }

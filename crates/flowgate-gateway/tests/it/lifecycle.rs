@@ -29,8 +29,21 @@ async fn health_and_readiness() {
         .await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready.json()["failing"][0], "store");
-    // Keys and routes are served from memory, but no answer goes out without a durable audit
-    // record: in the default `refuse` mode the request is refused once the wait runs out.
+    // Keys and routes are served from memory, and the audit writer keeps a connection of its
+    // own to the database file: answers still get their durable record.
+    let answered = client
+        .post_json(
+            &gateway.url("/v1/chat/completions"),
+            &gateway.tenant_key,
+            &chat_body(false),
+        )
+        .await;
+    assert_eq!(answered.status, StatusCode::OK, "{}", answered.text());
+    assert!(answered.header("x-flowgate-audit-index").is_some());
+    // When the database does not take the audit write either (another process holds its
+    // write lock), no answer goes out without a durable record: in the default `refuse`
+    // mode the request is refused once the wait runs out.
+    let _lock = hold_write_lock(&gateway);
     let refused = client
         .post_json(
             &gateway.url("/v1/chat/completions"),
@@ -47,11 +60,22 @@ async fn health_and_readiness() {
     assert!(refused.text().contains("audit log"), "{}", refused.text());
 }
 
+/// Takes the SQLite database's write lock from another connection (as another process
+/// could) and keeps it until dropped: the audit writer's transactions wait, then fail.
+fn hold_write_lock(gateway: &flowgate_test_support::TestGateway) -> rusqlite::Connection {
+    let lock = rusqlite::Connection::open(gateway.data_dir().join("flowgate.db"))
+        .unwrap_or_else(|err| panic!("open the database: {err}"));
+    lock.execute_batch("BEGIN EXCLUSIVE")
+        .unwrap_or_else(|err| panic!("lock the database: {err}"));
+    lock
+}
+
 #[tokio::test]
 async fn serve_mode_keeps_answering_while_the_store_is_down() {
     let (_upstream, gateway) =
         setup_with("[audit]\ndurable_timeout_ms = 300\non_full = \"serve\"\n").await;
     gateway.store.close().await;
+    let _lock = hold_write_lock(&gateway);
     let served = TestClient::new()
         .post_json(
             &gateway.url("/v1/chat/completions"),

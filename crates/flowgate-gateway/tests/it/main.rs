@@ -4,6 +4,8 @@
 mod admin;
 mod anthropic;
 mod audit;
+mod audit_spool;
+mod audit_stream;
 mod conformance;
 mod data_plane;
 mod hot_path;
@@ -16,6 +18,7 @@ mod redis_outage;
 mod routing;
 mod rules;
 mod streaming;
+mod tracing;
 mod webhooks;
 
 use flowgate_test_support::gateway::config_for_upstream;

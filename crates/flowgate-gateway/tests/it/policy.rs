@@ -313,6 +313,49 @@ async fn a_blocked_answer_ends_the_stream_with_an_error_event_in_each_dialect() 
 }
 
 #[tokio::test]
+async fn a_screened_stream_records_the_keyed_hash_of_what_the_upstream_sent() {
+    let (upstream, gateway) = gateway().await;
+    upstream.push(Behaviour::Chunks {
+        chunks: openai_stream(&["Your card: 4111 11", "11 1111 ", "1111 is on file."]),
+        delay: Duration::from_millis(5),
+    });
+    let authorization = format!("Bearer {}", gateway.tenant_key);
+    let response = TestClient::new()
+        .send(
+            Method::POST,
+            &gateway.url("/v1/chat/completions"),
+            &[("authorization", &authorization)],
+            chat_body(true).to_string(),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let mut incoming = response.into_body();
+    while let Some(chunk) = next_chunk(&mut incoming).await {
+        assert!(chunk.is_ok(), "stream broke");
+    }
+    let records = audit_records_eventually(&gateway, &request_id, 2).await;
+    // The hash commits to the answer as the upstream sent it, before the redaction.
+    let content = flowgate_audit::content::ContentMasterKey::from_bytes(
+        gateway
+            .master_key
+            .derive(flowgate_gateway::state::AUDIT_CONTENT_LABEL),
+    );
+    let expected = content
+        .tenant_key(&gateway.tenant_id)
+        .hash_hex("Your card: 4111 1111 1111 1111 is on file.");
+    assert_eq!(
+        records[1]["record"]["response_hash"], expected,
+        "{records:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_blocked_complete_answer_is_refused() {
     let (upstream, gateway) = gateway().await;
     let answer = json!({"id": "c1", "object": "chat.completion", "created": 0, "model": "gpt-4o-mini",
