@@ -24,7 +24,7 @@ use sqlx::{AssertSqlSafe, Row};
 use crate::StoreError;
 use crate::appender::AuditAppender;
 use crate::audit_sink::SinkCursor;
-use crate::sql::{SqlStore, query_error};
+use crate::sql::{SqlStore, begin_write, query_error};
 
 /// One appended record with the columns the API filters on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -610,7 +610,7 @@ impl AuditStore for SqlStore {
         } else {
             Placeholders::Numbered
         };
-        let mut transaction = self.pool.begin().await.map_err(&error)?;
+        let mut transaction = begin_write(&self.pool).await.map_err(&error)?;
         for chunk in write.entries.chunks(ROWS_PER_STATEMENT) {
             let sql = rows_sql(ENTRY_HEAD, ENTRY_COLUMNS, chunk.len(), style);
             let mut query = sqlx::query(AssertSqlSafe(sql));
@@ -952,7 +952,7 @@ impl AuditStore for SqlStore {
             detail: err.to_string(),
         })?;
         let size = to_i64(anchor.size);
-        let mut transaction = self.pool.begin().await.map_err(&error)?;
+        let mut transaction = begin_write(&self.pool).await.map_err(&error)?;
         sqlx::query("UPDATE audit_nodes SET anchor = $1 WHERE origin = $2")
             .bind(anchor_json)
             .bind(origin)

@@ -17,7 +17,8 @@ use flowgate_types::{ApiKeySecret, KeyHasher, KeyId, TenantId};
 use std::num::NonZeroU64;
 use std::sync::Arc;
 
-fn new_tenant(name: &str, now: i64) -> NewTenant {
+/// A tenant allowed `gpt-4o-mini`, 60 requests a minute.
+pub fn new_tenant(name: &str, now: i64) -> NewTenant {
     NewTenant {
         id: TenantId::generate(),
         name: name.to_owned(),
@@ -30,7 +31,8 @@ fn new_tenant(name: &str, now: i64) -> NewTenant {
     }
 }
 
-fn new_key(tenant: &TenantId, hasher: &KeyHasher, now: i64) -> (ApiKeySecret, NewKey) {
+/// A key for `tenant` without limits of its own, with its secret.
+pub fn new_key(tenant: &TenantId, hasher: &KeyHasher, now: i64) -> (ApiKeySecret, NewKey) {
     let secret = ApiKeySecret::generate();
     let key = NewKey {
         id: KeyId::generate(),

@@ -10,7 +10,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
 use crate::StoreError;
-use crate::sql::{commit_change, query_error};
+use crate::sql::{begin_write, commit_change, query_error};
 
 /// One provider credential as stored.
 #[derive(Clone, PartialEq, Eq)]
@@ -78,7 +78,7 @@ pub(crate) async fn set(
     now: i64,
 ) -> Result<(), StoreError> {
     let error = query_error("set provider credential");
-    let mut transaction = pool.begin().await.map_err(&error)?;
+    let mut transaction = begin_write(pool).await.map_err(&error)?;
     sqlx::query(
         "INSERT INTO provider_credentials (provider, sealed, created_at, updated_at) VALUES ($1, $2, $3, $3) \
          ON CONFLICT (provider) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
@@ -113,7 +113,7 @@ pub(crate) async fn reseal_all(
     now: i64,
 ) -> Result<(), StoreError> {
     let error = query_error("re-encrypt secrets");
-    let mut transaction = pool.begin().await.map_err(&error)?;
+    let mut transaction = begin_write(pool).await.map_err(&error)?;
     let tables: [(&str, &str, &str, &[Reseal], bool); 3] = [
         (
             "provider_credentials",

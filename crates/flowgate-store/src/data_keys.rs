@@ -6,7 +6,7 @@
 use sqlx::{AnyPool, Row};
 
 use crate::StoreError;
-use crate::sql::query_error;
+use crate::sql::{begin_write, query_error};
 
 /// One tenant's sealed data key.
 #[derive(Clone, PartialEq, Eq)]
@@ -49,7 +49,7 @@ pub(crate) async fn create(
     now: i64,
 ) -> Result<String, StoreError> {
     let error = query_error("create tenant data key");
-    let mut transaction = pool.begin().await.map_err(&error)?;
+    let mut transaction = begin_write(pool).await.map_err(&error)?;
     sqlx::query(
         "INSERT INTO tenant_data_keys (tenant_id, sealed, created_at) VALUES ($1, $2, $3) \
          ON CONFLICT (tenant_id) DO NOTHING",

@@ -3,6 +3,7 @@
 //! newer than the binary is refused rather than guessed at.
 
 use crate::StoreError;
+use crate::sql::begin_write;
 use flowgate_types::now_millis;
 use serde::Serialize;
 use sqlx::{AnyPool, AssertSqlSafe, Row};
@@ -153,7 +154,7 @@ pub(crate) async fn run(
             version: migration.version,
             source,
         };
-        let mut transaction = pool.begin().await.map_err(failed)?;
+        let mut transaction = begin_write(pool).await.map_err(failed)?;
         sqlx::raw_sql(AssertSqlSafe(migration.sql))
             .execute(&mut *transaction)
             .await

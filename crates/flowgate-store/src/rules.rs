@@ -9,7 +9,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 
 use crate::StoreError;
-use crate::sql::{commit_change, query_error};
+use crate::sql::{begin_write, commit_change, query_error};
 
 /// One tenant rule as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,7 +83,7 @@ pub(crate) async fn get(
 
 pub(crate) async fn create(pool: &AnyPool, rule: &StoredRule) -> Result<(), StoreError> {
     let error = query_error("create rule");
-    let mut transaction = pool.begin().await.map_err(&error)?;
+    let mut transaction = begin_write(pool).await.map_err(&error)?;
     let tenant = sqlx::query("SELECT id FROM tenants WHERE id = $1")
         .bind(rule.tenant_id.as_str())
         .fetch_optional(&mut *transaction)
@@ -125,7 +125,7 @@ pub(crate) async fn replace(
     now: i64,
 ) -> Result<Option<StoredRule>, StoreError> {
     let error = query_error("replace rule");
-    let mut transaction = pool.begin().await.map_err(&error)?;
+    let mut transaction = begin_write(pool).await.map_err(&error)?;
     let changed = sqlx::query(
         "UPDATE tenant_rules SET rule = $3, updated_at = $4 WHERE tenant_id = $1 AND rule_id = $2",
     )

@@ -50,6 +50,20 @@ impl SqlStore {
     }
 }
 
+/// Begins a transaction that writes. On SQLite it takes the write lock at once (`BEGIN
+/// IMMEDIATE`): a deferred transaction that reads first and writes later cannot wait for a lock
+/// another connection holds (the audit writer's, between its commits) and fails with
+/// `SQLITE_BUSY` at its first write instead. PostgreSQL needs nothing of the kind.
+pub(crate) async fn begin_write(
+    pool: &AnyPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    if pool.connect_options().database_url.scheme() == "sqlite" {
+        pool.begin_with("BEGIN IMMEDIATE").await
+    } else {
+        pool.begin().await
+    }
+}
+
 pub(crate) fn query_error(operation: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
     move |source| match &source {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict {
@@ -230,7 +244,7 @@ impl Store for SqlStore {
         first_key: &NewKey,
     ) -> Result<Tenant, StoreError> {
         let error = query_error("create tenant");
-        let mut transaction = self.pool.begin().await.map_err(&error)?;
+        let mut transaction = begin_write(&self.pool).await.map_err(&error)?;
         let inserted = sqlx::query(
             "INSERT INTO tenants (id, name, rules_preset, max_requests_per_minute, max_tokens_per_minute, max_concurrent_requests, allowed_models, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
         )
@@ -303,7 +317,7 @@ impl Store for SqlStore {
         now: i64,
     ) -> Result<Option<Tenant>, StoreError> {
         let error = query_error("update tenant");
-        let mut transaction = self.pool.begin().await.map_err(&error)?;
+        let mut transaction = begin_write(&self.pool).await.map_err(&error)?;
         let row = sqlx::query(AssertSqlSafe(format!("{TENANT_COLUMNS} WHERE id = $1")))
             .bind(id.as_str())
             .fetch_optional(&mut *transaction)
@@ -358,7 +372,7 @@ impl Store for SqlStore {
 
     async fn delete_tenant(&self, id: &TenantId) -> Result<bool, StoreError> {
         let error = query_error("delete tenant");
-        let mut transaction = self.pool.begin().await.map_err(&error)?;
+        let mut transaction = begin_write(&self.pool).await.map_err(&error)?;
         sqlx::query("DELETE FROM api_keys WHERE tenant_id = $1")
             .bind(id.as_str())
             .execute(&mut *transaction)
@@ -387,7 +401,7 @@ impl Store for SqlStore {
 
     async fn create_key(&self, key: &NewKey) -> Result<KeyRecord, StoreError> {
         let error = query_error("create key");
-        let mut transaction = self.pool.begin().await.map_err(&error)?;
+        let mut transaction = begin_write(&self.pool).await.map_err(&error)?;
         let exists = sqlx::query("SELECT id FROM tenants WHERE id = $1")
             .bind(key.tenant_id.as_str())
             .fetch_optional(&mut *transaction)
@@ -431,7 +445,7 @@ impl Store for SqlStore {
         now: i64,
     ) -> Result<bool, StoreError> {
         let error = query_error("revoke key");
-        let mut transaction = self.pool.begin().await.map_err(&error)?;
+        let mut transaction = begin_write(&self.pool).await.map_err(&error)?;
         let changed = sqlx::query("UPDATE api_keys SET revoked_at = $3 WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL")
             .bind(tenant.as_str())
             .bind(key.as_str())
@@ -451,7 +465,7 @@ impl Store for SqlStore {
         expires_at: i64,
     ) -> Result<u64, StoreError> {
         let error = query_error("expire keys");
-        let mut transaction = self.pool.begin().await.map_err(&error)?;
+        let mut transaction = begin_write(&self.pool).await.map_err(&error)?;
         let changed = sqlx::query(
             "UPDATE api_keys SET expires_at = $3 WHERE tenant_id = $1 AND id <> $2 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $3)",
         )
@@ -559,7 +573,7 @@ impl Store for SqlStore {
 
     async fn load_snapshot(&self) -> Result<StoreSnapshot, StoreError> {
         let error = query_error("load snapshot");
-        let mut transaction = self.pool.begin().await.map_err(&error)?;
+        let mut transaction = begin_write(&self.pool).await.map_err(&error)?;
         let version: i64 = sqlx::query("SELECT version FROM flowgate_state WHERE id = 1")
             .fetch_one(&mut *transaction)
             .await
@@ -601,7 +615,7 @@ pub(crate) async fn delete_bumping(
     keys: &[&str],
 ) -> Result<bool, StoreError> {
     let error = query_error(operation);
-    let mut transaction = pool.begin().await.map_err(&error)?;
+    let mut transaction = begin_write(pool).await.map_err(&error)?;
     let mut query = sqlx::query(statement);
     for key in keys {
         query = query.bind(*key);

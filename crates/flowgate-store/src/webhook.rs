@@ -15,7 +15,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::StoreError;
-use crate::sql::{SqlStore, query_error};
+use crate::sql::{SqlStore, begin_write, query_error};
 
 /// A webhook subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,7 +232,7 @@ impl WebhookStore for SqlStore {
 
     async fn delete_webhook(&self, id: &str) -> Result<bool, StoreError> {
         let error = query_error("delete webhook");
-        let mut transaction = self.pool.begin().await.map_err(&error)?;
+        let mut transaction = begin_write(&self.pool).await.map_err(&error)?;
         sqlx::query("DELETE FROM webhook_deliveries WHERE webhook_id = $1")
             .bind(id)
             .execute(&mut *transaction)
@@ -253,7 +253,7 @@ impl WebhookStore for SqlStore {
             return Ok(());
         }
         let error = query_error("enqueue webhook deliveries");
-        let mut transaction = self.pool.begin().await.map_err(&error)?;
+        let mut transaction = begin_write(&self.pool).await.map_err(&error)?;
         for delivery in deliveries {
             sqlx::query(
                 "INSERT INTO webhook_deliveries (id, webhook_id, event, payload, attempts, next_attempt_at, status, created_at, updated_at) VALUES ($1, $2, $3, $4, 0, $5, 'pending', $6, $6)",
