@@ -4,7 +4,8 @@
 # for 5 s, with the gateway's CPU time per request from `perf stat -e task-clock`. Uses the
 # release binaries bench/overhead.sh builds (set BIN to their folder). Same pinning: gateway on
 # CPU 1, mock and load generator on CPU 0. RECORD="default true" records a `perf record -g`
-# profile of that configuration to /tmp/perf.data.
+# profile of that configuration to /tmp/perf.data. ACK=store acknowledges audit records once
+# stored instead of once journaled (the default).
 #
 #   bench/decompose.sh
 set -euo pipefail
@@ -25,7 +26,7 @@ body='{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a h
 for spec in "none false" "default false" "none true" "default true"; do
   set -- $spec; preset=$1; audit=$2
   port=$(free_port); iport=$(free_port); dir=$work/$preset-$audit; mkdir -p $dir
-  printf '[server]\nlisten = "127.0.0.1:%s"\ninternal_listen = "127.0.0.1:%s"\n[audit]\nenabled = %s\n[[providers]]\nname = "mock"\nkind = "openai"\nbase_url = "http://127.0.0.1:%s/v1"\n[[models]]\nname = "gpt-4o-mini"\nroutes = [ { provider = "mock" } ]\n' $port $iport $audit $mock_port > $dir/flowgate.toml
+  printf '[server]\nlisten = "127.0.0.1:%s"\ninternal_listen = "127.0.0.1:%s"\n[audit]\nenabled = %s\nacknowledge = "%s"\n[[providers]]\nname = "mock"\nkind = "openai"\nbase_url = "http://127.0.0.1:%s/v1"\n[[models]]\nname = "gpt-4o-mini"\nroutes = [ { provider = "mock" } ]\n' $port $iport $audit "${ACK:-journal}" $mock_port > $dir/flowgate.toml
   (cd $dir && FLOWGATE_DATABASE_URL=sqlite://$dir/f.db exec taskset -c 1 $bin/flowgate serve) & gw=$!
   wait_port $port
   key=$(python3 -c "

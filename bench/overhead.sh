@@ -13,7 +13,10 @@
 #             policy preset screening the prompt and the answer, the audit log with a
 #             request record made durable (SQLite WAL commit) before each answer plus a
 #             completion record, metrics;
-#   governed-stream  the same with streamed answers (screened chunk by chunk).
+#   governed-stream  the same with streamed answers (screened chunk by chunk);
+#   and, for reference, hop: straight to a second mock pinned to the gateway's CPU, i.e. what
+#   one round trip to a process on the other CPU costs on this machine (the gateway path
+#   makes two: client -> gateway, gateway -> mock), measured in the same run.
 # Then, per path, the highest rate it keeps (the --max ladder, 5 s per step): >= 99.9 %
 # successful answers, >= 95 % of the target rate, and p99 from schedule <= 50 ms. Overhead = path minus direct at the same percentile. Both flowgate
 # builds are the same release binary; the two configurations run one after the other.
@@ -168,6 +171,16 @@ PY
   emit "$name@rss" "{\"idle_kb\":$idle,\"peak_kb\":$peak}"
   kill "$gw_pid"; wait "$gw_pid" 2>/dev/null || true
 }
+
+# The cross-CPU reference: the same mock, alone on the gateway's CPU.
+hop_port=$(free_port)
+taskset -c 1 "$bin/flowgate-mock-upstream" --listen "127.0.0.1:$hop_port" --threads 1 & hop_pid=$!; pids+=($hop_pid)
+wait_port "$hop_port"
+for rate in $rates; do
+  emit "hop@$rate" "$(load "http://127.0.0.1:$hop_port/v1/chat/completions" "$rate" 32 "$body")"
+done
+emit "hop@c1" "$(load "http://127.0.0.1:$hop_port/v1/chat/completions" 0 1 "$body")"
+kill "$hop_pid"; wait "$hop_pid" 2>/dev/null || true
 
 # The direct stream baseline, for the streamed overhead.
 for rate in $rates; do

@@ -196,8 +196,10 @@ pub struct AuditConfig {
     /// Folder of the local spool that takes batches while the store is unreachable.
     pub spool_dir: PathBuf,
     /// Bytes the spool may hold before `on_full` applies; 0: no spool (batches wait in
-    /// memory while the store is down).
+    /// memory while the store is down, and every record is acknowledged by the store).
     pub spool_max_bytes: u64,
+    /// When a record counts as durable (the request may be answered).
+    pub acknowledge: AuditAcknowledge,
     /// `[audit.stream]`: publish records and checkpoints to NATS JetStream (or Kafka);
     /// `None`: no stream.
     pub stream: Option<AuditStreamConfig>,
@@ -210,6 +212,18 @@ pub enum AuditOnFull {
     Refuse,
     /// Keep serving; a gap marker records how many records were lost.
     Serve,
+}
+
+/// When the audit writer acknowledges a record (lets its request be answered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditAcknowledge {
+    /// Once its batch is written to the node's local journal (the spool file): it survives a
+    /// crash of the process (kill -9); the store receives the journal every few
+    /// milliseconds, several batches in one transaction. The default.
+    Journal,
+    /// Once the store has committed its batch (the journal is used only while the store is
+    /// unreachable, and is then synced to disk before acknowledging).
+    Store,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

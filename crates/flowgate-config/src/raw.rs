@@ -116,6 +116,7 @@ pub(crate) struct RawAudit {
     pub enabled: Option<bool>,
     pub spool_dir: Option<String>,
     pub spool_max_bytes: Option<u64>,
+    pub acknowledge: Option<String>,
     /// `[audit.stream]`: streaming to NATS JetStream or Kafka; absent means none.
     pub stream: Option<RawAuditStream>,
 }

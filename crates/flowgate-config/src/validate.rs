@@ -294,6 +294,16 @@ pub fn from_sources(
             .as_deref()
             .map_or_else(|| data_dir.join("audit-spool"), PathBuf::from),
         spool_max_bytes: raw.audit.spool_max_bytes.unwrap_or(256 * 1024 * 1024),
+        acknowledge: match raw.audit.acknowledge.as_deref() {
+            None | Some("journal") => AuditAcknowledge::Journal,
+            Some("store") => AuditAcknowledge::Store,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "audit.acknowledge",
+                    format!("`{other}` is not `journal` or `store`"),
+                ));
+            }
+        },
         stream: crate::audit_stream::audit_stream_config(raw.audit.stream.as_ref())?,
     };
 
@@ -928,15 +938,18 @@ routes = [ { provider = "local", model = "upstream-mini" } ]
         assert_eq!(config.audit.checkpoint_every_records, 1000);
         assert_eq!(config.audit.checkpoint_every_seconds, 10);
         assert_eq!(config.audit.on_full, AuditOnFull::Refuse);
-        let file = "[audit]\norigin = \"eu-1.example/log\"\ncheckpoint_every_records = 5\ncheckpoint_every_seconds = 2\non_full = \"serve\"\nqueue_capacity = 10\n";
+        assert_eq!(config.audit.acknowledge, AuditAcknowledge::Journal);
+        let file = "[audit]\norigin = \"eu-1.example/log\"\ncheckpoint_every_records = 5\ncheckpoint_every_seconds = 2\non_full = \"serve\"\nqueue_capacity = 10\nacknowledge = \"store\"\n";
         let config = from_sources(Some(file), &production_env(&[]), false)
             .unwrap_or_else(|err| panic!("{err}"));
         assert_eq!(config.audit.origin.as_deref(), Some("eu-1.example/log"));
         assert_eq!(config.audit.checkpoint_every_records, 5);
         assert_eq!(config.audit.on_full, AuditOnFull::Serve);
         assert_eq!(config.audit.queue_capacity, 10);
+        assert_eq!(config.audit.acknowledge, AuditAcknowledge::Store);
         for (file, key) in [
             ("[audit]\non_full = \"drop\"\n", "audit.on_full"),
+            ("[audit]\nacknowledge = \"disk\"\n", "audit.acknowledge"),
             (
                 "[audit]\ncheckpoint_every_records = 0\n",
                 "audit.checkpoint_every_records",

@@ -121,6 +121,7 @@ async fn list(
         limit,
     };
     let audit = state.audit();
+    audit.stored().await;
     let origin = params
         .origin
         .filter(|origin| !origin.is_empty())
@@ -223,6 +224,7 @@ async fn stats(
     let params = query(extracted)?;
     let tenant_id = scope(&state, &headers, params.tenant)?;
     let audit = state.audit();
+    audit.stored().await;
     let stats = audit
         .store()
         .audit_stats(audit.origin(), tenant_id.as_deref(), params.from, params.to)
@@ -265,6 +267,7 @@ async fn checkpoints(
 ) -> Result<Response, ApiError> {
     authenticate_admin(&state, &headers)?;
     let audit = state.audit();
+    audit.stored().await;
     let stored = audit.store().audit_checkpoints(audit.origin()).await?;
     Ok(json_response(
         StatusCode::OK,
@@ -285,6 +288,7 @@ async fn proof(
     let params = query(extracted)?;
     let caller = authenticate_admin(&state, &headers)?;
     let audit = state.audit();
+    audit.stored().await;
     let source = audit.source();
     if let AdminCaller::Tenant(principal) = &caller {
         let mut entries = Vec::with_capacity(1);

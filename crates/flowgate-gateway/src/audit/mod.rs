@@ -1,8 +1,9 @@
 //! `AuditLog`: this node's audit log handle. Request handlers `submit` records into a bounded
 //! queue without blocking; one writer thread (`writer`) drains whatever is queued (group
-//! commit), appends the records to the Merkle log in queue order, stores the batch with its
-//! checkpoints and subtree roots in one store transaction, then completes each submitter's
-//! receipt with the record's index. Checkpoints are published every N records or T seconds;
+//! commit), appends the records to the Merkle log in queue order, makes the batch with its
+//! checkpoints and subtree roots durable (appended to the node's journal file, which goes to
+//! the store every few milliseconds; or, with `acknowledge = "store"`, one store
+//! transaction), then completes each submitter's receipt with the record's index. Checkpoints are published every N records or T seconds;
 //! on start the appender is rebuilt from the store (signing key kept in the store, generated
 //! on first start) after replaying anything left in the disk spool (`spool`).
 //!
@@ -10,8 +11,10 @@
 //! `AuditError::Dropped` and a gap marker counting the lost records is logged before the next
 //! batch. Leaves out: streaming to NATS/Kafka (`sink`), HTTP (see `admin::audit`).
 
+mod journal;
 pub mod sink;
 mod spool;
+mod storer;
 mod writer;
 
 use std::path::PathBuf;
@@ -25,7 +28,7 @@ use flowgate_audit::checkpoint::CheckpointPolicy;
 use flowgate_audit::note::{NoteError, NoteSigner, NoteVerifier};
 use flowgate_audit::record::AuditRecord;
 use flowgate_audit::source::rebuild_appender_state;
-use flowgate_config::{AuditConfig, AuditOnFull};
+use flowgate_config::{AuditAcknowledge, AuditConfig, AuditOnFull};
 use flowgate_store::{AuditAppender, AuditStore, BlockingAppender, OriginLog, StoreError};
 use tokio::sync::oneshot;
 
@@ -79,9 +82,18 @@ pub enum AuditStartError {
     Thread(#[source] std::io::Error),
 }
 
-/// Completes when the submitted record is committed (stored, or synced to the spool).
+/// Completes when the submitted record is durable (journaled; or, in store mode, committed
+/// by the store or synced to the spool).
 #[derive(Debug)]
-pub struct AuditReceipt(oneshot::Receiver<Result<u64, AuditError>>);
+pub struct AuditReceipt(Receipt);
+
+#[derive(Debug)]
+enum Receipt {
+    /// Journal mode: written before `submit` returned.
+    Journaled(u64),
+    /// Store mode: completed by the writer thread.
+    Waiting(oneshot::Receiver<Result<u64, AuditError>>),
+}
 
 impl AuditReceipt {
     /// The record's index in this node's log (for `x-flowgate-audit-index`) once it is
@@ -91,17 +103,23 @@ impl AuditReceipt {
     /// `Closed` if the writer stopped first, `Full`/`Dropped` when the spool was full,
     /// `Unavailable` if neither the store nor the spool took it.
     pub async fn durable(self) -> Result<u64, AuditError> {
-        self.0.await.unwrap_or(Err(AuditError::Closed))
+        match self.0 {
+            Receipt::Journaled(index) => Ok(index),
+            Receipt::Waiting(receiver) => receiver.await.unwrap_or(Err(AuditError::Closed)),
+        }
     }
 }
 
-/// The local spool for batches the store cannot take.
+/// The local spool (the journal, in journal mode) for batches the store has not taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpoolSettings {
     /// The spool file (one per origin).
     pub path: PathBuf,
-    /// Bytes the spool may hold before `on_full` applies.
+    /// Bytes the spool may hold (while the store does not take them) before `on_full`
+    /// applies.
     pub max_bytes: u64,
+    /// Whether a record is acknowledged once journaled here or once stored.
+    pub acknowledge: AuditAcknowledge,
 }
 
 /// How the writer runs.
@@ -128,6 +146,7 @@ impl AuditSettings {
         let spool = (config.spool_max_bytes > 0).then(|| SpoolSettings {
             path: config.spool_dir.join(spool_file_name(&origin)),
             max_bytes: config.spool_max_bytes,
+            acknowledge: config.acknowledge,
         });
         Self {
             origin,
@@ -141,6 +160,32 @@ impl AuditSettings {
             spool,
         }
     }
+}
+
+/// Replays what an earlier run left for the store: the store-mode spool file, then the
+/// journal segments (removed once replayed). The spool, emptied, and the number of the next
+/// journal segment.
+fn replay_left_over(
+    settings: &SpoolSettings,
+    target: &mut dyn AuditAppender,
+    origin: &str,
+    max_batch: usize,
+) -> Result<(spool::Spool, u64), AuditStartError> {
+    let replay_error = |err: writer::ReplayError| AuditStartError::Replay {
+        detail: err.to_string(),
+    };
+    let mut tail = None;
+    let mut spool = spool::Spool::open(&settings.path, settings.max_bytes)?;
+    writer::replay_spool(&mut spool, target, origin, max_batch, &mut tail).map_err(replay_error)?;
+    let segments = journal::existing_segments(&settings.path)?;
+    let next_segment = segments.last().map_or(0, |(seq, _)| seq + 1);
+    for (_, path) in segments {
+        let mut segment = spool::Spool::open(&path, u64::MAX)?;
+        writer::replay_spool(&mut segment, target, origin, max_batch, &mut tail)
+            .map_err(replay_error)?;
+        std::fs::remove_file(&path).map_err(|source| SpoolError::Io { path, source })?;
+    }
+    Ok((spool, next_segment))
 }
 
 /// `<origin>.spool` with every character but ASCII letters, digits, `.`, `-` and `_`
@@ -213,6 +258,8 @@ struct Shared {
     on_full: AuditOnFull,
     gauges: Arc<WriterGauges>,
     spool_capacity: Option<u64>,
+    /// Journal mode: `submit` journals records itself (the writer thread only stores them).
+    journal: Option<Arc<std::sync::Mutex<journal::Journal>>>,
     origin: String,
     verifier: NoteVerifier,
     store: Arc<dyn AuditStore>,
@@ -264,30 +311,27 @@ impl AuditLog {
                 STORE_ATTEMPT_TIMEOUT,
             )),
         };
-        let spool = match settings.spool.clone() {
+        let (target, spool, next_segment) = match settings.spool.clone() {
             Some(spool_settings) => {
                 let replay_origin = origin.clone();
-                let (spool, returned) = tokio::task::spawn_blocking(move || {
-                    let outcome =
-                        spool::Spool::open(&spool_settings.path, spool_settings.max_bytes)
-                            .map_err(AuditStartError::Spool)
-                            .and_then(|mut spool| {
-                                writer::replay_spool(&mut spool, target.as_mut(), &replay_origin)
-                                    .map(|_| spool)
-                                    .map_err(|err| AuditStartError::Replay {
-                                        detail: err.to_string(),
-                                    })
-                            });
-                    (outcome, target)
+                let max_batch = settings.max_batch.max(1);
+                let (replayed, target) = tokio::task::spawn_blocking(move || {
+                    let replayed = replay_left_over(
+                        &spool_settings,
+                        target.as_mut(),
+                        &replay_origin,
+                        max_batch,
+                    );
+                    (replayed, target)
                 })
                 .await
                 .map_err(|err| AuditStartError::Replay {
                     detail: err.to_string(),
                 })?;
-                target = returned;
-                Some(spool?)
+                let (spool, next_segment) = replayed?;
+                (target, Some(spool), next_segment)
             }
-            None => None,
+            None => (target, None, 0),
         };
         let signer = NoteSigner::parse(&node.signing_key)?;
         let verifier = signer.verifier();
@@ -308,26 +352,64 @@ impl AuditLog {
         let gauges = Arc::new(WriterGauges::default());
         let checkpoint_hook = CheckpointHook::default();
         let (finished, finished_receiver) = oneshot::channel();
-        let writer = Writer {
-            checkpoint_hook: checkpoint_hook.clone(),
-            appender,
-            target,
-            store: Arc::clone(&store),
-            runtime,
-            origin: origin.clone(),
-            receiver,
-            gauges: Arc::clone(&gauges),
-            on_full: settings.on_full,
-            max_batch: settings.max_batch.max(1),
-            policy: settings.policy,
-            tick: Duration::from_millis(settings.policy.every_ms.get().min(60_000)),
-            spool,
-            finished: Some(finished),
+        let tick = Duration::from_millis(settings.policy.every_ms.get().min(60_000));
+        let max_batch = settings.max_batch.max(1);
+        let journal_settings = settings
+            .spool
+            .as_ref()
+            .filter(|spool| spool.acknowledge == AuditAcknowledge::Journal);
+        let journal = match journal_settings {
+            Some(journal_settings) => {
+                let journal = Arc::new(std::sync::Mutex::new(journal::Journal::new(
+                    appender,
+                    &journal_settings.path,
+                    next_segment,
+                    journal_settings.max_bytes,
+                    settings.on_full,
+                    Arc::clone(&gauges),
+                )?));
+                let storer = storer::Storer {
+                    journal: Arc::clone(&journal),
+                    target,
+                    origin: origin.clone(),
+                    gauges: Arc::clone(&gauges),
+                    checkpoint_hook: checkpoint_hook.clone(),
+                    wake: receiver,
+                    tick,
+                    max_batch,
+                    finished: Some(finished),
+                    tail: None,
+                };
+                std::thread::Builder::new()
+                    .name("flowgate-audit".to_owned())
+                    .spawn(move || storer.run())
+                    .map_err(AuditStartError::Thread)?;
+                Some(journal)
+            }
+            None => {
+                let writer = Writer {
+                    checkpoint_hook: checkpoint_hook.clone(),
+                    appender,
+                    target,
+                    store: Arc::clone(&store),
+                    runtime,
+                    origin: origin.clone(),
+                    receiver,
+                    gauges: Arc::clone(&gauges),
+                    on_full: settings.on_full,
+                    max_batch,
+                    policy: settings.policy,
+                    tick,
+                    spool,
+                    finished: Some(finished),
+                };
+                std::thread::Builder::new()
+                    .name("flowgate-audit".to_owned())
+                    .spawn(move || writer.run())
+                    .map_err(AuditStartError::Thread)?;
+                None
+            }
         };
-        std::thread::Builder::new()
-            .name("flowgate-audit".to_owned())
-            .spawn(move || writer.run())
-            .map_err(AuditStartError::Thread)?;
         Ok(Self {
             shared: Arc::new(Shared {
                 checkpoint_hook,
@@ -336,6 +418,7 @@ impl AuditLog {
                 on_full: settings.on_full,
                 gauges,
                 spool_capacity: settings.spool.map(|spool| spool.max_bytes),
+                journal,
                 origin,
                 verifier,
                 store,
@@ -367,6 +450,13 @@ impl AuditLog {
         if gauges.closed.load(Ordering::Acquire) {
             return Err(AuditError::Closed);
         }
+        if let Some(journal) = &self.shared.journal {
+            let index = journal
+                .lock()
+                .map_err(|_| AuditError::Unavailable)?
+                .append(&record)?;
+            return Ok(AuditReceipt(Receipt::Journaled(index)));
+        }
         let (done, receipt) = oneshot::channel();
         gauges.queued.fetch_add(1, Ordering::Relaxed);
         let pending = Pending {
@@ -375,7 +465,7 @@ impl AuditLog {
             urgent,
         };
         match self.shared.sender.try_send(Some(Box::new(pending))) {
-            Ok(()) => Ok(AuditReceipt(receipt)),
+            Ok(()) => Ok(AuditReceipt(Receipt::Waiting(receipt))),
             Err(error) => {
                 gauges.queued.fetch_sub(1, Ordering::Relaxed);
                 match error {
@@ -394,6 +484,24 @@ impl AuditLog {
                 }
             }
         }
+    }
+
+    /// Waits until the records acknowledged so far are in the store: in journal mode they may
+    /// be only in the journal for a few milliseconds (reads of the log call this first, so
+    /// they see every record whose request was answered). Returns at once in store mode, and
+    /// when the store is down (what it lacks is in the spool).
+    pub async fn stored(&self) {
+        if self.shared.journal.is_none() {
+            return;
+        }
+        let (done, flushed) = oneshot::channel();
+        match self.shared.gauges.flushes.lock() {
+            Ok(mut flushes) => flushes.push(done),
+            Err(_) => return,
+        }
+        // Wake the writer; when the queue is full it is busy and sees the request next round.
+        let _ = self.shared.sender.try_send(None);
+        let _ = flushed.await;
     }
 
     /// Flushes everything queued, publishes a final checkpoint and stops the writer. Later
@@ -458,6 +566,9 @@ impl AuditLog {
 
     /// Whether new records meet `on_full` because the spool is full (or the queue is).
     pub fn is_full(&self) -> bool {
+        if let Some(journal) = &self.shared.journal {
+            return journal.lock().map_or(true, |journal| journal.is_full());
+        }
         let (queued, capacity) = self.backlog();
         queued >= capacity || self.shared.gauges.spool_full.load(Ordering::Relaxed)
     }

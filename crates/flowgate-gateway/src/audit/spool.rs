@@ -1,14 +1,16 @@
-//! `Spool`: the audit writer's local file for batches the store could not take. While the
-//! store is unreachable, each group commit is appended here (written and synced before the
-//! requests it carries are acknowledged) and replayed to the store in order once it answers
-//! again; the file is emptied when everything is replayed. A batch is one frame:
+//! `Spool`: the audit writer's local file of batches the store has not taken. In journal mode
+//! every group commit is appended here before its requests are acknowledged (written: it
+//! survives the process) and the file is emptied each time the store has taken what it holds;
+//! in store mode only while the store is unreachable (written and synced). Either way, what
+//! the store did not take is replayed to it in order once it answers again. A batch is one
+//! frame:
 //!
 //! ```text
 //! length: u32 little-endian | check: first 4 bytes of SHA-256(payload) | payload: JSON
 //! ```
 //!
-//! The file exists only while it holds batches: created by the first batch, removed once
-//! replayed. Opening it validates every frame; a torn last frame (the process died while
+//! The file is created by the first batch and emptied (not removed) once replayed. Opening it
+//! validates every frame; a torn last frame (the process died while
 //! writing it, so nothing in it was acknowledged) is cut off. The payload keeps the canonical records
 //! themselves, so a replay recomputes everything else (leaf hashes, filter columns) from the
 //! bytes that were hashed. Leaves out deciding when to spool (`writer`).
@@ -216,6 +218,10 @@ impl Spool {
         }
     }
 
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -230,11 +236,12 @@ impl Spool {
         self.len < self.max_bytes
     }
 
-    /// Appends `batch` as one frame and syncs it to disk.
+    /// Appends `batch` as one frame, synced to disk when `sync` (otherwise it survives the
+    /// process, not the machine).
     ///
     /// # Errors
     /// I/O errors; the file is cut back to its previous length so no partial frame stays.
-    pub fn push(&mut self, batch: &SpooledBatch) -> Result<(), SpoolError> {
+    pub fn push(&mut self, batch: &SpooledBatch, sync: bool) -> Result<(), SpoolError> {
         let io = |source| SpoolError::Io {
             path: self.path.clone(),
             source,
@@ -267,7 +274,7 @@ impl Spool {
         let written = file
             .seek(SeekFrom::Start(self.len))
             .and_then(|_| file.write_all(&frame))
-            .and_then(|()| file.sync_data());
+            .and_then(|()| if sync { file.sync_data() } else { Ok(()) });
         if let Err(source) = written {
             let _ = file.set_len(self.len);
             return Err(io(source));
@@ -301,13 +308,15 @@ impl Spool {
         }
     }
 
-    /// Removes the file (everything was replayed).
+    /// Empties the file (the store holds everything in it).
     ///
     /// # Errors
-    /// I/O errors.
+    /// I/O errors; the spool then still holds its frames.
     pub fn clear(&mut self) -> Result<(), SpoolError> {
-        if self.file.take().is_some() {
-            std::fs::remove_file(&self.path).map_err(|source| SpoolError::Io {
+        if self.len > 0
+            && let Some(file) = &self.file
+        {
+            file.set_len(0).map_err(|source| SpoolError::Io {
                 path: self.path.clone(),
                 source,
             })?;
@@ -353,19 +362,22 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("spool/log.spool");
         let mut spool = Spool::open(&path, 1 << 20).expect("open");
-        assert!(spool.is_empty());
-        spool.push(&batch(0, 3)).expect("push");
-        spool.push(&batch(3, 2)).expect("push");
+        assert_eq!(spool.len(), 0);
+        spool.push(&batch(0, 3), true).expect("push");
+        spool.push(&batch(3, 2), true).expect("push");
         let len = spool.len();
         drop(spool);
         let mut spool = Spool::open(&path, 1 << 20).expect("reopen");
         assert_eq!(spool.len(), len);
         assert_eq!(frames(&mut spool), vec![batch(0, 3), batch(3, 2)]);
         spool.clear().expect("clear");
-        assert!(spool.is_empty());
+        assert_eq!(spool.len(), 0);
         assert!(frames(&mut spool).is_empty());
-        assert!(!path.exists(), "an empty spool has no file");
-        assert!(Spool::open(&path, 1 << 20).expect("open").is_empty());
+        assert_eq!(
+            std::fs::metadata(&path).map(|meta| meta.len()).ok(),
+            Some(0)
+        );
+        assert_eq!(Spool::open(&path, 1 << 20).expect("open").len(), 0);
     }
 
     #[test]
@@ -373,9 +385,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("log.spool");
         let mut spool = Spool::open(&path, 1 << 20).expect("open");
-        spool.push(&batch(0, 2)).expect("push");
+        spool.push(&batch(0, 2), true).expect("push");
         let whole = spool.len();
-        spool.push(&batch(2, 2)).expect("push");
+        spool.push(&batch(2, 2), true).expect("push");
         drop(spool);
         // The process died half-way through the second frame.
         let file = OpenOptions::new().write(true).open(&path).expect("file");
@@ -385,7 +397,7 @@ mod tests {
         assert_eq!(spool.len(), whole);
         assert_eq!(frames(&mut spool), vec![batch(0, 2)]);
         // Appending continues after the kept frame.
-        spool.push(&batch(2, 1)).expect("push");
+        spool.push(&batch(2, 1), true).expect("push");
         assert_eq!(frames(&mut spool), vec![batch(0, 2), batch(2, 1)]);
     }
 
@@ -394,8 +406,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("log.spool");
         let mut spool = Spool::open(&path, 1 << 20).expect("open");
-        spool.push(&batch(0, 2)).expect("push");
-        spool.push(&batch(2, 2)).expect("push");
+        spool.push(&batch(0, 2), true).expect("push");
+        spool.push(&batch(2, 2), true).expect("push");
         drop(spool);
         let mut bytes = std::fs::read(&path).expect("read");
         bytes[HEADER + 3] ^= 0x01;
@@ -411,7 +423,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut spool = Spool::open(&dir.path().join("log.spool"), 100).expect("open");
         assert!(spool.has_room());
-        spool.push(&batch(0, 5)).expect("push");
+        spool.push(&batch(0, 5), true).expect("push");
         assert!(spool.len() > 100);
         assert!(!spool.has_room());
     }

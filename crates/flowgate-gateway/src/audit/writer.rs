@@ -63,6 +63,9 @@ pub(super) struct WriterGauges {
     pub spool_full: AtomicBool,
     /// Set by `shutdown`: the writer flushes and stops.
     pub closed: AtomicBool,
+    /// `AuditLog::stored` callers (journal mode): completed after the store thread's next
+    /// round, which stores what was journaled when they asked.
+    pub flushes: std::sync::Mutex<Vec<oneshot::Sender<()>>>,
 }
 
 /// Longest time records nobody waits for are held back to share a commit with the next
@@ -123,6 +126,14 @@ fn stored(checkpoint: SignedCheckpoint) -> StoredCheckpoint {
 }
 
 impl Batch {
+    /// Appends `other`, whose records follow this batch's.
+    fn absorb(&mut self, other: Self) {
+        self.entries.extend(other.entries);
+        self.subtrees.extend(other.subtrees);
+        self.checkpoints.extend(other.checkpoints);
+        self.waiters.extend(other.waiters);
+    }
+
     fn to_spooled(&self, state: Option<String>) -> SpooledBatch {
         SpooledBatch {
             first_index: self.entries.first().map_or(0, |entry| entry.index),
@@ -193,6 +204,13 @@ impl Batch {
     }
 }
 
+/// The canonical record bytes as text. The canonical encoder writes only Rust strings and
+/// ASCII, so they are valid UTF-8; the lossy branch is unreachable.
+pub(super) fn canonical_text(canonical: Vec<u8>) -> String {
+    String::from_utf8(canonical)
+        .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned())
+}
+
 /// Why spooled batches could not all be replayed.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -208,22 +226,42 @@ pub enum ReplayError {
     Record(String),
 }
 
-/// Moves every spooled batch into the store, in order, skipping those already stored, then
-/// empties the spool. Returns the number of batches written.
+/// Moves every spooled batch into the store, in order, skipping those already stored,
+/// several frames to a transaction (up to `max_records` records), then empties the spool.
+/// `tail` is where the stored log ends (read from the store when `None`), kept up to date for
+/// the next call. Returns the sizes of the checkpoints written.
 ///
 /// # Errors
-/// [`ReplayError`]; the spool is left as it was (what was written is skipped next time).
+/// [`ReplayError`]; the spool is left as it was (what was written is skipped next time) and
+/// `tail` is `None` (an attempt that failed may have committed after all).
 pub(super) fn replay_spool(
     spool: &mut Spool,
     target: &mut dyn AuditAppender,
     origin: &str,
-) -> Result<usize, ReplayError> {
-    let mut tail = target.tail(origin)?;
+    max_records: usize,
+    known_tail: &mut Option<LogTail>,
+) -> Result<Vec<u64>, ReplayError> {
+    let mut tail = match known_tail.take() {
+        Some(tail) => tail,
+        None => target.tail(origin)?,
+    };
     let mut offset = 0;
-    let mut written = 0;
+    let mut merged = Batch::default();
+    let mut state = None;
+    let mut written = Vec::new();
+    let mut write = |merged: &mut Batch, state: &mut Option<String>| {
+        if merged.entries.is_empty() && merged.checkpoints.is_empty() {
+            return Ok(());
+        }
+        target.append(origin, merged.write(state.as_deref()))?;
+        written.extend(merged.checkpoints.iter().map(|checkpoint| checkpoint.size));
+        *merged = Batch::default();
+        *state = None;
+        Ok::<(), StoreError>(())
+    };
     while let Some((spooled, next)) = spool.read_at(offset)? {
         offset = next;
-        let (batch, state) = Batch::from_spooled(spooled).map_err(ReplayError::Record)?;
+        let (batch, batch_state) = Batch::from_spooled(spooled).map_err(ReplayError::Record)?;
         if batch.stored_in(tail) {
             continue;
         }
@@ -235,8 +273,7 @@ pub(super) fn replay_spool(
                 stored: tail.next_index,
             });
         }
-        target.append(origin, batch.write(state.as_deref()))?;
-        written += 1;
+        // From here `tail` also covers what is merged and about to be written.
         if let Some(last) = batch.entries.last() {
             tail.next_index = last.index + 1;
         }
@@ -248,8 +285,17 @@ pub(super) fn replay_spool(
         {
             tail.checkpoint_size = Some(size);
         }
+        merged.absorb(batch);
+        if batch_state.is_some() {
+            state = batch_state;
+        }
+        if merged.entries.len() >= max_records {
+            write(&mut merged, &mut state)?;
+        }
     }
+    write(&mut merged, &mut state)?;
     spool.clear()?;
+    *known_tail = Some(tail);
     Ok(written)
 }
 
@@ -387,11 +433,17 @@ impl Writer {
         let Some(spool) = self.spool.as_mut() else {
             return true;
         };
-        let outcome = replay_spool(spool, self.target.as_mut(), &self.origin);
+        let outcome = replay_spool(
+            spool,
+            self.target.as_mut(),
+            &self.origin,
+            self.max_batch,
+            &mut None,
+        );
         self.publish_spool_gauges();
         match outcome {
-            Ok(batches) => {
-                tracing::info!(batches, "audit spool replayed into the store");
+            Ok(_) => {
+                tracing::info!("audit spool replayed into the store");
                 true
             }
             Err(err) => {
@@ -406,13 +458,9 @@ impl Writer {
         let index = appended.index;
         batch.subtrees.extend(appended.subtrees);
         batch.checkpoints.extend(appended.checkpoint.map(stored));
-        // The canonical encoder writes only Rust strings and ASCII, so this is valid UTF-8;
-        // the lossy branch is unreachable.
-        let canonical = String::from_utf8(appended.canonical)
-            .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned());
         batch.entries.push(AuditEntry::new(
             index,
-            canonical,
+            canonical_text(appended.canonical),
             appended.leaf_hash,
             appended.time_ms,
             record,
@@ -510,7 +558,7 @@ impl Writer {
             let state = self.state_text(&batch);
             // (`commit` checked the room before appending the records.)
             if let Some(spool) = self.spool.as_mut() {
-                match spool.push(&batch.to_spooled(state)) {
+                match spool.push(&batch.to_spooled(state), true) {
                     Ok(()) => {
                         self.publish_spool_gauges();
                         break Ok(());

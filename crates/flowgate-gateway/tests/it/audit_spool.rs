@@ -1,13 +1,14 @@
 //! The audit spool (issue 5): the audit log on the real PostgreSQL, reached through a relay
-//! the test cuts during load. While the store is unreachable every accepted record is synced
-//! to the local spool and acknowledged; when the store is back the spool is replayed in order
+//! the test cuts during load, acknowledging records once journaled (the default) or once
+//! stored. While the store is unreachable every accepted record is written to the local spool
+//! and acknowledged; when the store is back the spool is replayed in order
 //! and the log verifies with nothing missing. A full spool refuses (`refuse`) or drops with a
 //! gap marker (`serve`); records left in the spool at shutdown are replayed at the next start.
 
 use flowgate_audit::record::{AuditRecord, RecordKind};
 use flowgate_audit::source::verify_source;
 use flowgate_audit::verify::VerifyOptions;
-use flowgate_config::AuditOnFull;
+use flowgate_config::{AuditAcknowledge, AuditOnFull};
 use flowgate_gateway::audit::{AuditError, AuditLog, AuditSettings, SpoolSettings};
 use flowgate_store::{AuditFilter, AuditStore, SqlStore, Store as _, StoreOptions};
 use flowgate_test_support::TcpRelay;
@@ -91,6 +92,7 @@ fn settings(
     origin: &str,
     on_full: AuditOnFull,
     max_bytes: u64,
+    acknowledge: AuditAcknowledge,
 ) -> AuditSettings {
     AuditSettings {
         origin: origin.to_owned(),
@@ -104,6 +106,7 @@ fn settings(
         spool: Some(SpoolSettings {
             path: dir.join("spool").join("log.spool"),
             max_bytes,
+            acknowledge,
         }),
     }
 }
@@ -188,6 +191,12 @@ async fn verify(log: &AuditLog, size: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_outage_during_load_spools_then_replays_in_order() {
+    for acknowledge in [AuditAcknowledge::Journal, AuditAcknowledge::Store] {
+        outage_during_load(acknowledge).await;
+    }
+}
+
+async fn outage_during_load(acknowledge: AuditAcknowledge) {
     let relay = TcpRelay::start(postgres_addr())
         .await
         .unwrap_or_else(|err| panic!("relay: {err}"));
@@ -196,7 +205,13 @@ async fn store_outage_during_load_spools_then_replays_in_order() {
     let origin = "test.example/spool";
     let log = AuditLog::start(
         store.clone(),
-        settings(dir.path(), origin, AuditOnFull::Refuse, 64 << 20),
+        settings(
+            dir.path(),
+            origin,
+            AuditOnFull::Refuse,
+            64 << 20,
+            acknowledge,
+        ),
     )
     .await
     .unwrap_or_else(|err| panic!("start: {err}"));
@@ -255,10 +270,19 @@ async fn a_full_spool_refuses_or_drops_with_a_gap_marker() {
         let store = store_via(&relay, &schema("full")).await;
         let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
         let origin = "test.example/full";
-        // Room for a few batches only.
-        let log = AuditLog::start(store.clone(), settings(dir.path(), origin, on_full, 4096))
-            .await
-            .unwrap_or_else(|err| panic!("start: {err}"));
+        // Room for a few dozen records only.
+        let log = AuditLog::start(
+            store.clone(),
+            settings(
+                dir.path(),
+                origin,
+                on_full,
+                32 << 10,
+                AuditAcknowledge::Journal,
+            ),
+        )
+        .await
+        .unwrap_or_else(|err| panic!("start: {err}"));
         let before = load(&log, 0..20, 2000).await;
         assert!(before.iter().all(|(_, outcome)| outcome.is_ok()));
 
@@ -274,7 +298,7 @@ async fn a_full_spool_refuses_or_drops_with_a_gap_marker() {
             .filter(|(_, outcome)| *outcome == Err(expected_error))
             .count();
         assert!(accepted > 0, "{on_full:?}: the spool took nothing");
-        assert!(refused > 0, "{on_full:?}: a 4 KiB spool never filled");
+        assert!(refused > 0, "{on_full:?}: a 32 KiB spool never filled");
         assert_eq!(
             accepted + refused,
             during.len(),
@@ -321,6 +345,12 @@ async fn a_full_spool_refuses_or_drops_with_a_gap_marker() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_left_in_the_spool_are_replayed_at_the_next_start() {
+    for acknowledge in [AuditAcknowledge::Journal, AuditAcknowledge::Store] {
+        replayed_at_next_start(acknowledge).await;
+    }
+}
+
+async fn replayed_at_next_start(acknowledge: AuditAcknowledge) {
     let relay = TcpRelay::start(postgres_addr())
         .await
         .unwrap_or_else(|err| panic!("relay: {err}"));
@@ -329,7 +359,13 @@ async fn records_left_in_the_spool_are_replayed_at_the_next_start() {
     let origin = "test.example/restart";
     let log = AuditLog::start(
         store.clone(),
-        settings(dir.path(), origin, AuditOnFull::Refuse, 64 << 20),
+        settings(
+            dir.path(),
+            origin,
+            AuditOnFull::Refuse,
+            64 << 20,
+            acknowledge,
+        ),
     )
     .await
     .unwrap_or_else(|err| panic!("start: {err}"));
@@ -338,12 +374,23 @@ async fn records_left_in_the_spool_are_replayed_at_the_next_start() {
     acknowledged.extend(load(&log, 10..60, 1000).await);
     // The store is still down at shutdown: the records stay in the spool file.
     log.shutdown().await;
-    assert!(std::fs::metadata(dir.path().join("spool/log.spool")).is_ok_and(|meta| meta.len() > 0));
+    let spooled: u64 = std::fs::read_dir(dir.path().join("spool"))
+        .unwrap_or_else(|err| panic!("spool folder: {err}"))
+        .filter_map(|entry| entry.ok()?.metadata().ok())
+        .map(|meta| meta.len())
+        .sum();
+    assert!(spooled > 0, "{acknowledge:?}: nothing left in the spool");
 
     // Starting while the store is down fails rather than numbering past missing records.
     let refused = AuditLog::start(
         store.clone(),
-        settings(dir.path(), origin, AuditOnFull::Refuse, 64 << 20),
+        settings(
+            dir.path(),
+            origin,
+            AuditOnFull::Refuse,
+            64 << 20,
+            acknowledge,
+        ),
     )
     .await;
     assert!(refused.is_err(), "started with an unreplayable spool");
@@ -351,7 +398,13 @@ async fn records_left_in_the_spool_are_replayed_at_the_next_start() {
     relay.restore();
     let log = AuditLog::start(
         store.clone(),
-        settings(dir.path(), origin, AuditOnFull::Refuse, 64 << 20),
+        settings(
+            dir.path(),
+            origin,
+            AuditOnFull::Refuse,
+            64 << 20,
+            acknowledge,
+        ),
     )
     .await
     .unwrap_or_else(|err| panic!("restart: {err}"));

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 #[tokio::test]
 async fn health_and_readiness() {
-    let (_upstream, gateway) = setup_with("[audit]\ndurable_timeout_ms = 300\n").await;
+    // Store mode: a request waits for its record's store commit.
+    let (_upstream, gateway) =
+        setup_with("[audit]\nacknowledge = \"store\"\ndurable_timeout_ms = 300\n").await;
     let client = TestClient::new();
     for base in [&gateway.base_url, &gateway.internal_url] {
         let live = client
@@ -60,6 +62,77 @@ async fn health_and_readiness() {
     assert!(refused.text().contains("audit log"), "{}", refused.text());
 }
 
+#[tokio::test]
+async fn the_journal_answers_while_the_database_is_locked_then_refuses_when_full() {
+    // Journal mode (the default): a record is durable once journaled, so requests are
+    // answered while the store does not take writes, until the journal holds its bound.
+    let (_upstream, gateway) = setup_with("[audit]\nspool_max_bytes = 65536\n").await;
+    let client = TestClient::new();
+    let url = gateway.url("/v1/chat/completions");
+    let lock = hold_write_lock(&gateway);
+    let answered = client
+        .post_json(&url, &gateway.tenant_key, &chat_body(false))
+        .await;
+    assert_eq!(answered.status, StatusCode::OK, "{}", answered.text());
+    let request_id = answered
+        .header("x-request-id")
+        .unwrap_or_else(|| panic!("no x-request-id"))
+        .to_owned();
+    assert!(answered.header("x-flowgate-audit-index").is_some());
+    let mut statuses = vec![answered.status];
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while statuses.last() != Some(&StatusCode::SERVICE_UNAVAILABLE) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the journal never filled: {statuses:?}"
+        );
+        statuses.push(
+            client
+                .post_json(&url, &gateway.tenant_key, &chat_body(false))
+                .await
+                .status,
+        );
+    }
+    assert!(
+        statuses.len() > 10,
+        "64 KiB of journal took {} requests",
+        statuses.len()
+    );
+    let ready = client
+        .call(Method::GET, &gateway.url("/health/ready"), &[], "")
+        .await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.json()["failing"], serde_json::json!(["audit_writer"]));
+
+    // Once the database takes writes again, the journal reaches it and requests are served.
+    drop(lock);
+    let listed = client
+        .get(
+            &gateway.url(&format!("/v1/audit?request_id={request_id}")),
+            &gateway.admin_key,
+        )
+        .await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text());
+    assert!(
+        !listed.json()["data"].as_array().is_none_or(Vec::is_empty),
+        "the journaled record is not in the store: {}",
+        listed.text()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while client
+        .post_json(&url, &gateway.tenant_key, &chat_body(false))
+        .await
+        .status
+        != StatusCode::OK
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still refused after the store came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Takes the SQLite database's write lock from another connection (as another process
 /// could) and keeps it until dropped: the audit writer's transactions wait, then fail.
 fn hold_write_lock(gateway: &flowgate_test_support::TestGateway) -> rusqlite::Connection {
@@ -72,8 +145,12 @@ fn hold_write_lock(gateway: &flowgate_test_support::TestGateway) -> rusqlite::Co
 
 #[tokio::test]
 async fn serve_mode_keeps_answering_while_the_store_is_down() {
-    let (_upstream, gateway) =
-        setup_with("[audit]\ndurable_timeout_ms = 300\non_full = \"serve\"\n").await;
+    // Store mode: the record waits for the store; past `durable_timeout_ms` the answer goes
+    // out without an index.
+    let (_upstream, gateway) = setup_with(
+        "[audit]\nacknowledge = \"store\"\ndurable_timeout_ms = 300\non_full = \"serve\"\n",
+    )
+    .await;
     gateway.store.close().await;
     let _lock = hold_write_lock(&gateway);
     let served = TestClient::new()

@@ -70,8 +70,10 @@ async fn redis_down_is_reported_and_fails_only_in_refuse_mode() {
 
 #[tokio::test]
 async fn a_full_audit_queue_fails_after_the_store() {
-    let (_upstream, gateway) =
-        setup_with("[audit]\nqueue_capacity = 1\ndurable_timeout_ms = 300\n").await;
+    let (_upstream, gateway) = setup_with(
+        "[audit]\nacknowledge = \"store\"\nqueue_capacity = 1\ndurable_timeout_ms = 300\n",
+    )
+    .await;
     gateway.store.close().await;
     // Requests keep submitting records the writer cannot store: the queue fills.
     let client = TestClient::new();
