@@ -6,7 +6,9 @@
 //!
 //! The journal is a series of segment files `<spool file>.<seq>` in the spool's format. The
 //! store thread (`storer`) closes the active segment every few milliseconds, writes the closed
-//! ones to the store (several frames to a transaction) and deletes them. While the store
+//! ones to the store and deletes them. While the store keeps up, each segment's records also
+//! wait in memory in their stored form, so the store thread writes them in one transaction
+//! without reading the file back; after a failure it replays the files instead. While the store
 //! fails they stay, and records keep going to the journal until it holds `max_bytes`, past
 //! which `on_full` applies: `refuse` fails the append with `Full`, `serve` drops the record
 //! and the next append logs a gap marker counting the drops.
@@ -20,9 +22,10 @@ use flowgate_audit::appender::LogAppender;
 use flowgate_audit::checkpoint::SignedCheckpoint;
 use flowgate_audit::record::AuditRecord;
 use flowgate_config::AuditOnFull;
+use flowgate_store::AuditEntry;
 
 use super::spool::{Spool, SpoolError, SpooledBatch, SpooledCheckpoint, SpooledSubtree};
-use super::writer::{WriterGauges, canonical_text};
+use super::writer::{Batch, WriterGauges, canonical_text, stored};
 use super::{AuditError, now_ms};
 
 /// The journal segment `seq` of the spool file `spool_path`.
@@ -69,22 +72,34 @@ pub(super) fn existing_segments(spool_path: &Path) -> Result<Vec<(u64, PathBuf)>
     Ok(segments)
 }
 
-fn spooled_checkpoint(checkpoint: SignedCheckpoint) -> SpooledCheckpoint {
-    SpooledCheckpoint {
-        size: checkpoint.checkpoint.size,
-        note: checkpoint.note,
-    }
+/// A segment's records in their stored form, with the appender state to store beside them.
+#[derive(Default)]
+pub(super) struct SegmentBatch {
+    pub batch: Batch,
+    pub state: Option<String>,
 }
 
-#[derive(Debug)]
+/// A closed segment waiting for the store.
+struct ClosedSegment {
+    path: PathBuf,
+    bytes: u64,
+    /// Its records, unless the store fell behind while it was active (then: the file).
+    records: Option<SegmentBatch>,
+}
+
 pub(super) struct Journal {
     appender: LogAppender,
     spool_path: PathBuf,
     /// The segment frames are appended to, and its number.
     active: Spool,
     seq: u64,
-    /// Closed segments the store has not taken yet, oldest first, with their bytes.
-    closed: VecDeque<(PathBuf, u64)>,
+    /// The active segment's records in stored form (`None`: the store reads the file).
+    active_records: Option<SegmentBatch>,
+    /// Whether to keep records in memory for the store: off after a store failure until it
+    /// has caught up (the files are replayed meanwhile, and memory stays bounded).
+    keep: bool,
+    /// Closed segments the store has not taken yet, oldest first.
+    closed: VecDeque<ClosedSegment>,
     closed_bytes: u64,
     /// A frame whose write failed: written before anything newer (its records hold indices).
     unwritten: Option<SpooledBatch>,
@@ -97,8 +112,22 @@ pub(super) struct Journal {
     stopped: bool,
 }
 
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Journal")
+            .field("segment", &self.active.path())
+            .field("unstored_bytes", &self.unstored_bytes())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Journal {
-    /// A journal continuing `appender`'s log in segment `seq` of `spool_path`.
+    /// A journal continuing `appender`'s log in segment `seq` of `spool_path` (its file is
+    /// created now).
+    ///
+    /// # Errors
+    /// I/O errors creating the segment.
     pub fn new(
         appender: LogAppender,
         spool_path: &Path,
@@ -110,8 +139,10 @@ impl Journal {
         Ok(Self {
             appender,
             spool_path: spool_path.to_owned(),
-            active: Spool::open(&segment_path(spool_path, seq), u64::MAX)?,
+            active: open_segment(spool_path, seq)?,
             seq,
+            active_records: Some(SegmentBatch::default()),
+            keep: true,
             closed: VecDeque::new(),
             closed_bytes: 0,
             unwritten: None,
@@ -140,9 +171,10 @@ impl Journal {
         }
         let now = now_ms();
         let mut frame = self.frame();
-        self.push_gap(&mut frame, now);
-        let index = self.push(&mut frame, record, now);
-        self.write(frame).map(|()| index)
+        let mut records = SegmentBatch::default();
+        self.push_gap(&mut frame, &mut records, now);
+        let index = self.push(&mut frame, &mut records, record, now);
+        self.write(frame, records).map(|()| index)
     }
 
     /// Journals the checkpoint due by time, if any (the store thread's timer).
@@ -160,25 +192,34 @@ impl Journal {
         self.stopped = true;
         let now = now_ms();
         let mut frame = self.frame();
-        self.push_gap(&mut frame, now);
-        if !frame.records.is_empty() && self.write(frame).is_err() {
+        let mut records = SegmentBatch::default();
+        self.push_gap(&mut frame, &mut records, now);
+        if !frame.records.is_empty() && self.write(frame, records).is_err() {
             return;
         }
         let checkpoint = self.appender.checkpoint_now(now);
         self.write_checkpoint(checkpoint);
     }
 
-    /// Closes the active segment (when it holds frames) and starts the next one.
+    /// Closes the active segment (when it holds frames) and starts the next one, its file
+    /// created here (on the store thread) rather than by the next request.
     pub fn rotate(&mut self) {
         if !self.write_unwritten() || self.active.is_empty() {
             return;
         }
-        let next_path = segment_path(&self.spool_path, self.seq + 1);
-        match Spool::open(&next_path, u64::MAX) {
+        match open_segment(&self.spool_path, self.seq + 1) {
             Ok(next) => {
                 let done = std::mem::replace(&mut self.active, next);
+                let records = std::mem::replace(
+                    &mut self.active_records,
+                    self.keep.then(SegmentBatch::default),
+                );
                 self.closed_bytes += done.len();
-                self.closed.push_back((done.path().to_owned(), done.len()));
+                self.closed.push_back(ClosedSegment {
+                    path: done.path().to_owned(),
+                    bytes: done.len(),
+                    records,
+                });
                 self.seq += 1;
             }
             Err(err) => {
@@ -187,9 +228,14 @@ impl Journal {
         }
     }
 
-    /// The closed segments waiting for the store, oldest first.
-    pub fn closed_segments(&self) -> Vec<PathBuf> {
-        self.closed.iter().map(|(path, _)| path.clone()).collect()
+    /// The closed segments waiting for the store, oldest first, with their records in
+    /// memory when kept (handed over: a segment that fails to store is replayed from its
+    /// file later).
+    pub fn take_closed(&mut self) -> Vec<(PathBuf, Option<SegmentBatch>)> {
+        self.closed
+            .iter_mut()
+            .map(|segment| (segment.path.clone(), segment.records.take()))
+            .collect()
     }
 
     /// The store holds `path` (the oldest closed segment) now.
@@ -197,10 +243,23 @@ impl Journal {
         if self
             .closed
             .front()
-            .is_some_and(|(oldest, _)| oldest == path)
-            && let Some((_, bytes)) = self.closed.pop_front()
+            .is_some_and(|segment| segment.path == path)
+            && let Some(segment) = self.closed.pop_front()
         {
-            self.closed_bytes -= bytes;
+            self.closed_bytes -= segment.bytes;
+        }
+    }
+
+    /// Whether to keep records in memory for the store (off while it is behind).
+    pub fn keep_records(&mut self, keep: bool) {
+        if keep && !self.keep {
+            // The active segment's earlier frames are only in the file: it is replayed.
+            self.keep = true;
+            return;
+        }
+        self.keep = keep;
+        if !keep {
+            self.active_records = None;
         }
     }
 
@@ -236,47 +295,78 @@ impl Journal {
         }
     }
 
-    /// Counts the records dropped since the last marker with a gap marker in `frame`.
-    fn push_gap(&mut self, frame: &mut SpooledBatch, now: u64) {
+    /// Counts the records dropped since the last marker with a gap marker.
+    fn push_gap(&mut self, frame: &mut SpooledBatch, records: &mut SegmentBatch, now: u64) {
         if self.dropped > 0 {
             let gap = AuditRecord::gap(now, self.dropped, "queue_or_spool_full");
             self.dropped = 0;
-            self.push(frame, &gap, now);
+            self.push(frame, records, &gap, now);
         }
     }
 
-    fn push(&mut self, frame: &mut SpooledBatch, record: &AuditRecord, now: u64) -> u64 {
+    /// Appends `record` to the log, into `frame` (journal form) and `records` (stored form).
+    fn push(
+        &mut self,
+        frame: &mut SpooledBatch,
+        records: &mut SegmentBatch,
+        record: &AuditRecord,
+        now: u64,
+    ) -> u64 {
         let appended = self.appender.append(record, now);
         frame
             .subtrees
             .extend(appended.subtrees.iter().map(SpooledSubtree::from_root));
-        frame
-            .checkpoints
-            .extend(appended.checkpoint.map(spooled_checkpoint));
-        frame.records.push(canonical_text(appended.canonical));
+        records.batch.subtrees.extend(appended.subtrees);
+        if let Some(checkpoint) = appended.checkpoint {
+            let checkpoint = stored(checkpoint);
+            frame.checkpoints.push(SpooledCheckpoint::from(&checkpoint));
+            records.batch.checkpoints.push(checkpoint);
+        }
+        let canonical = canonical_text(appended.canonical);
+        frame.records.push(canonical.clone());
+        records.batch.entries.push(AuditEntry::new(
+            appended.index,
+            canonical,
+            appended.leaf_hash,
+            appended.time_ms,
+            record,
+        ));
         appended.index
     }
 
     fn write_checkpoint(&mut self, checkpoint: Option<SignedCheckpoint>) {
         if let Some(checkpoint) = checkpoint {
+            let checkpoint = stored(checkpoint);
             let mut frame = self.frame();
-            frame.checkpoints.push(spooled_checkpoint(checkpoint));
+            frame.checkpoints.push(SpooledCheckpoint::from(&checkpoint));
+            let mut records = SegmentBatch::default();
+            records.batch.checkpoints.push(checkpoint);
             // A failed write keeps the frame for the next attempt (logged there).
-            let _ = self.write(frame);
+            let _ = self.write(frame, records);
         }
     }
 
-    /// Writes `frame` to the active segment; a frame with checkpoints carries the appender
-    /// state (the restart hint stored with them).
-    fn write(&mut self, mut frame: SpooledBatch) -> Result<(), AuditError> {
+    /// Writes `frame` to the active segment and keeps `records` for the store; a frame with
+    /// checkpoints carries the appender state (the restart hint stored with them).
+    fn write(&mut self, mut frame: SpooledBatch, records: SegmentBatch) -> Result<(), AuditError> {
         if !frame.checkpoints.is_empty() {
             frame.state = serde_json::to_string(&self.appender.state()).ok();
         }
         match self.active.push(&frame, false) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                if let Some(active) = self.active_records.as_mut() {
+                    active.batch.absorb(records.batch);
+                    if frame.state.is_some() {
+                        active.state = frame.state;
+                    }
+                }
+                Ok(())
+            }
             Err(err) => {
                 tracing::error!(error = %err, "audit journal write failed; requests are refused until it works again");
                 self.unwritten = Some(frame);
+                // Written later, perhaps into another segment: the store reads the files.
+                self.keep_records(false);
                 Err(AuditError::Unavailable)
             }
         }
@@ -286,14 +376,139 @@ impl Journal {
     fn write_unwritten(&mut self) -> bool {
         match self.unwritten.take() {
             None => true,
-            Some(frame) => self.write(frame).is_ok(),
+            Some(frame) => self.write(frame, SegmentBatch::default()).is_ok(),
         }
     }
+}
+
+/// Opens segment `seq` of `spool_path`, its (empty) file created now.
+fn open_segment(spool_path: &Path, seq: u64) -> Result<Spool, SpoolError> {
+    let mut segment = Spool::open(&segment_path(spool_path, seq), u64::MAX)?;
+    segment.file()?;
+    Ok(segment)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn journal(dir: &Path, max_bytes: u64, on_full: AuditOnFull) -> Journal {
+        let origin = "test.example/journal";
+        let signer = flowgate_audit::note::NoteSigner::generate(origin).expect("signer");
+        let policy = flowgate_audit::checkpoint::CheckpointPolicy {
+            every_records: std::num::NonZeroU64::new(3).expect("3"),
+            every_ms: std::num::NonZeroU64::new(60_000).expect("60 s"),
+        };
+        let appender = LogAppender::new(origin, signer, policy, now_ms()).expect("appender");
+        Journal::new(
+            appender,
+            &dir.join("log.spool"),
+            7,
+            max_bytes,
+            on_full,
+            Arc::default(),
+        )
+        .expect("journal")
+    }
+
+    fn record(n: u64) -> AuditRecord {
+        let mut record = AuditRecord::gap(now_ms(), 0, "");
+        record.kind = flowgate_audit::record::RecordKind::Completion;
+        record.gap = None;
+        record.request_id = format!("req-{n}");
+        record
+    }
+
+    /// The frames of a segment file, as the store would get them on a replay.
+    fn frames(path: &Path) -> Vec<SpooledBatch> {
+        let mut spool = Spool::open(path, u64::MAX).expect("open");
+        let mut out = Vec::new();
+        let mut offset = 0;
+        while let Some((frame, next)) = spool.read_at(offset).expect("read") {
+            out.push(frame);
+            offset = next;
+        }
+        out
+    }
+
+    #[test]
+    fn records_are_journaled_at_once_and_handed_to_the_store_per_segment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut journal = journal(dir.path(), 1 << 20, AuditOnFull::Refuse);
+        let indices: Vec<u64> = (0..4)
+            .map(|n| journal.append(&record(n)).expect("append"))
+            .collect();
+        assert_eq!(indices, vec![0, 1, 2, 3]);
+        // Written before `append` returned: the file holds every frame (the third record
+        // completed a checkpoint, whose frame carries the appender state).
+        let first = segment_path(&dir.path().join("log.spool"), 7);
+        let written = frames(&first);
+        assert_eq!(written.len(), 4);
+        assert_eq!(written[2].checkpoints.len(), 1);
+        assert!(written[2].state.is_some());
+        assert!(journal.unstored_bytes() > 0);
+
+        journal.rotate();
+        journal.append(&record(4)).expect("append");
+        let closed = journal.take_closed();
+        assert_eq!(closed.len(), 1);
+        let (path, records) = &closed[0];
+        assert_eq!(path, &first);
+        let records = records.as_ref().expect("kept in memory");
+        let kept: Vec<u64> = records
+            .batch
+            .entries
+            .iter()
+            .map(|entry| entry.index)
+            .collect();
+        assert_eq!(kept, vec![0, 1, 2, 3]);
+        assert_eq!(records.batch.checkpoints.len(), 1);
+        assert_eq!(records.state, written[2].state);
+        let canonical: Vec<&str> = written
+            .iter()
+            .flat_map(|frame| frame.records.iter().map(String::as_str))
+            .collect();
+        let stored: Vec<&str> = records
+            .batch
+            .entries
+            .iter()
+            .map(|entry| entry.record.as_str())
+            .collect();
+        assert_eq!(canonical, stored, "memory and file hold the same records");
+
+        // Stored: the segment no longer counts; after a failure the next one is not kept.
+        journal.segment_stored(path);
+        journal.keep_records(false);
+        journal.rotate();
+        let closed = journal.take_closed();
+        assert_eq!(closed.len(), 1);
+        assert!(closed[0].1.is_none(), "read from the file after a failure");
+        assert_eq!(frames(&closed[0].0)[0].first_index, 4);
+    }
+
+    #[test]
+    fn a_full_journal_refuses_or_drops_then_counts_the_drops() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut refusing = journal(dir.path(), 1, AuditOnFull::Refuse);
+        refusing.append(&record(0)).expect("the first record fits");
+        assert_eq!(refusing.append(&record(1)), Err(AuditError::Full));
+
+        let mut journal = journal(&dir.path().join("serve"), 1, AuditOnFull::Serve);
+        journal.append(&record(0)).expect("the first record fits");
+        assert_eq!(journal.append(&record(1)), Err(AuditError::Dropped));
+        assert_eq!(journal.append(&record(2)), Err(AuditError::Dropped));
+        // Room again (the store took the segment): a gap marker counts the two drops.
+        journal.rotate();
+        for (path, _) in journal.take_closed() {
+            journal.segment_stored(&path);
+        }
+        assert_eq!(journal.append(&record(3)), Ok(2));
+        let frames = frames(journal.active.path());
+        let gap = AuditRecord::parse(frames[0].records[0].as_bytes()).expect("gap");
+        assert_eq!(gap.gap.map(|gap| gap.lost), Some(2));
+        journal.stop();
+        assert_eq!(journal.append(&record(4)), Err(AuditError::Closed));
+    }
 
     #[test]
     fn segments_are_found_in_order_and_other_files_ignored() {

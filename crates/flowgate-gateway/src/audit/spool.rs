@@ -16,7 +16,8 @@
 //! bytes that were hashed. Leaves out deciding when to spool (`writer`).
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use flowgate_audit::merkle::SubtreeRoot;
@@ -242,19 +243,51 @@ impl Spool {
     /// # Errors
     /// I/O errors; the file is cut back to its previous length so no partial frame stays.
     pub fn push(&mut self, batch: &SpooledBatch, sync: bool) -> Result<(), SpoolError> {
+        let io = |path: &Path, source| SpoolError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        // Header space, then the payload serialised after it: one buffer per frame.
+        let mut frame = Vec::with_capacity(1024);
+        frame.extend_from_slice(&[0; HEADER]);
+        serde_json::to_writer(&mut frame, batch)
+            .map_err(|err| io(&self.path, std::io::Error::other(err)))?;
+        let payload = &frame[HEADER..];
+        let length = u32::try_from(payload.len())
+            .ok()
+            .filter(|length| (*length as usize) <= MAX_FRAME)
+            .ok_or_else(|| {
+                io(
+                    &self.path,
+                    std::io::Error::other("batch too large for one spool frame"),
+                )
+            })?;
+        let check = check(payload);
+        frame[..4].copy_from_slice(&length.to_le_bytes());
+        frame[4..HEADER].copy_from_slice(&check);
+        let len = self.len;
+        let file = self.file()?;
+        // One positioned write (no seek): this runs on the request path in journal mode.
+        let written = file
+            .write_all_at(&frame, len)
+            .and_then(|()| if sync { file.sync_data() } else { Ok(()) });
+        if let Err(source) = written {
+            let _ = file.set_len(len);
+            return Err(io(&self.path, source));
+        }
+        self.len += frame.len() as u64;
+        Ok(())
+    }
+
+    /// The open file, created (empty) if there is none yet.
+    ///
+    /// # Errors
+    /// I/O errors creating it.
+    pub fn file(&mut self) -> Result<&mut File, SpoolError> {
         let io = |source| SpoolError::Io {
             path: self.path.clone(),
             source,
         };
-        let payload = serde_json::to_vec(batch).map_err(|err| io(std::io::Error::other(err)))?;
-        let length = u32::try_from(payload.len())
-            .ok()
-            .filter(|length| (*length as usize) <= MAX_FRAME)
-            .ok_or_else(|| io(std::io::Error::other("batch too large for one spool frame")))?;
-        let mut frame = Vec::with_capacity(HEADER + payload.len());
-        frame.extend_from_slice(&length.to_le_bytes());
-        frame.extend_from_slice(&check(&payload));
-        frame.extend_from_slice(&payload);
         if self.file.is_none() {
             if let Some(parent) = self.path.parent() {
                 std::fs::create_dir_all(parent).map_err(io)?;
@@ -268,19 +301,9 @@ impl Spool {
                 .map_err(io)?;
             self.file = Some(file);
         }
-        let Some(file) = self.file.as_mut() else {
-            return Err(io(std::io::Error::other("spool file not open")));
-        };
-        let written = file
-            .seek(SeekFrom::Start(self.len))
-            .and_then(|_| file.write_all(&frame))
-            .and_then(|()| if sync { file.sync_data() } else { Ok(()) });
-        if let Err(source) = written {
-            let _ = file.set_len(self.len);
-            return Err(io(source));
-        }
-        self.len += frame.len() as u64;
-        Ok(())
+        self.file
+            .as_mut()
+            .ok_or_else(|| io(std::io::Error::other("spool file not open")))
     }
 
     /// The frame at `offset` and the offset after it; `None` past the last frame.

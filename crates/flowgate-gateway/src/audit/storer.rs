@@ -16,9 +16,9 @@ use flowgate_store::{AuditAppender, LogTail};
 use tokio::sync::oneshot;
 
 use super::CheckpointHook;
-use super::journal::Journal;
+use super::journal::{Journal, SegmentBatch};
 use super::spool::Spool;
-use super::writer::{Pending, ReplayError, WriterGauges, replay_spool};
+use super::writer::{Pending, ReplayError, WriterGauges, replay_spool, store_once};
 
 /// How long journaled records wait for the store at most: the records journaled meanwhile
 /// share one transaction (at 2,000 requests/s a few dozen), and none of their requests waits
@@ -70,7 +70,7 @@ impl Storer {
                 break;
             };
             if !behind || closed || Instant::now() >= retry_at {
-                match self.store(&segments) {
+                match self.store(segments) {
                     Ok(()) => {
                         behind = false;
                         backoff = FIRST_BACKOFF;
@@ -105,7 +105,11 @@ impl Storer {
 
     /// Under the journal's lock: the timer checkpoint (or, at shutdown, the final frame),
     /// then a new segment. The closed segments to store; `None` if the lock is poisoned.
-    fn close_segment(&self, closed: bool, next_tick: &mut Instant) -> Option<Vec<PathBuf>> {
+    fn close_segment(
+        &self,
+        closed: bool,
+        next_tick: &mut Instant,
+    ) -> Option<Vec<(PathBuf, Option<SegmentBatch>)>> {
         let mut journal = self.journal.lock().ok()?;
         if closed {
             journal.stop();
@@ -114,26 +118,47 @@ impl Storer {
             *next_tick = Instant::now() + self.tick;
         }
         journal.rotate();
-        Some(journal.closed_segments())
+        Some(journal.take_closed())
     }
 
-    /// Moves `segments` into the store in order, deleting each once stored.
-    fn store(&mut self, segments: &[PathBuf]) -> Result<(), ReplayError> {
-        for path in segments {
-            let mut segment = Spool::open(path, u64::MAX)?;
-            let checkpoints = replay_spool(
-                &mut segment,
-                self.target.as_mut(),
-                &self.origin,
-                self.max_batch,
-                &mut self.tail,
-            )?;
-            if let Err(err) = std::fs::remove_file(path) {
+    /// Moves `segments` into the store in order (from memory, else from the file), deleting
+    /// each once stored. Records stop being kept in memory after a failure, and start again
+    /// once everything is stored.
+    fn store(&mut self, segments: Vec<(PathBuf, Option<SegmentBatch>)>) -> Result<(), ReplayError> {
+        let stored = self.store_segments(segments);
+        if let Ok(mut journal) = self.journal.lock() {
+            journal.keep_records(stored.is_ok());
+        }
+        stored
+    }
+
+    fn store_segments(
+        &mut self,
+        segments: Vec<(PathBuf, Option<SegmentBatch>)>,
+    ) -> Result<(), ReplayError> {
+        for (path, records) in segments {
+            let checkpoints = match records {
+                Some(records) => store_once(
+                    &records.batch,
+                    records.state.as_deref(),
+                    self.target.as_mut(),
+                    &self.origin,
+                    &mut self.tail,
+                )?,
+                None => replay_spool(
+                    &mut Spool::open(&path, u64::MAX)?,
+                    self.target.as_mut(),
+                    &self.origin,
+                    self.max_batch,
+                    &mut self.tail,
+                )?,
+            };
+            if let Err(err) = std::fs::remove_file(&path) {
                 // Harmless: it is empty, and a replay skips what the store holds.
                 tracing::warn!(path = %path.display(), error = %err, "stored audit journal segment could not be removed");
             }
             if let Ok(mut journal) = self.journal.lock() {
-                journal.segment_stored(path);
+                journal.segment_stored(&path);
             }
             if let Some(hook) = self.checkpoint_hook.get() {
                 for size in checkpoints {

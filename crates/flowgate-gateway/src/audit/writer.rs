@@ -98,11 +98,11 @@ pub(super) struct Writer {
 
 /// One group commit being assembled.
 #[derive(Default)]
-struct Batch {
-    entries: Vec<AuditEntry>,
-    subtrees: Vec<SubtreeRoot>,
-    checkpoints: Vec<StoredCheckpoint>,
-    waiters: Vec<(oneshot::Sender<Result<u64, AuditError>>, u64)>,
+pub(super) struct Batch {
+    pub entries: Vec<AuditEntry>,
+    pub subtrees: Vec<SubtreeRoot>,
+    pub checkpoints: Vec<StoredCheckpoint>,
+    pub waiters: Vec<(oneshot::Sender<Result<u64, AuditError>>, u64)>,
 }
 
 /// The stored form of a canonical record at `index`, as the appender produced it.
@@ -118,7 +118,7 @@ fn entry_from_canonical(index: u64, canonical: String) -> Result<AuditEntry, Str
     ))
 }
 
-fn stored(checkpoint: SignedCheckpoint) -> StoredCheckpoint {
+pub(super) fn stored(checkpoint: SignedCheckpoint) -> StoredCheckpoint {
     StoredCheckpoint {
         size: checkpoint.checkpoint.size,
         note: checkpoint.note,
@@ -127,7 +127,7 @@ fn stored(checkpoint: SignedCheckpoint) -> StoredCheckpoint {
 
 impl Batch {
     /// Appends `other`, whose records follow this batch's.
-    fn absorb(&mut self, other: Self) {
+    pub fn absorb(&mut self, other: Self) {
         self.entries.extend(other.entries);
         self.subtrees.extend(other.subtrees);
         self.checkpoints.extend(other.checkpoints);
@@ -187,6 +187,21 @@ impl Batch {
         }
     }
 
+    /// Moves `tail` past this batch.
+    fn extend_tail(&self, tail: &mut LogTail) {
+        if let Some(last) = self.entries.last() {
+            tail.next_index = last.index + 1;
+        }
+        if let Some(size) = self
+            .checkpoints
+            .iter()
+            .map(|checkpoint| checkpoint.size)
+            .max()
+        {
+            tail.checkpoint_size = Some(size);
+        }
+    }
+
     /// Whether a store ending at `tail` already holds this batch (it was written before a
     /// crash, or by an attempt that timed out but committed).
     fn stored_in(&self, tail: LogTail) -> bool {
@@ -224,6 +239,43 @@ pub enum ReplayError {
     Gap { first: u64, stored: u64 },
     #[error("spooled record is invalid: {0}")]
     Record(String),
+}
+
+/// Stores `batch` (with the appender `state` saved beside it) in one transaction unless the
+/// store holds it already. `tail` is as for [`replay_spool`]. Returns the sizes of the
+/// checkpoints written.
+///
+/// # Errors
+/// [`ReplayError`], `tail` then `None`.
+pub(super) fn store_once(
+    batch: &Batch,
+    state: Option<&str>,
+    target: &mut dyn AuditAppender,
+    origin: &str,
+    known_tail: &mut Option<LogTail>,
+) -> Result<Vec<u64>, ReplayError> {
+    let mut tail = match known_tail.take() {
+        Some(tail) => tail,
+        None => target.tail(origin)?,
+    };
+    if !batch.stored_in(tail) {
+        if let Some(first) = batch.entries.first()
+            && first.index != tail.next_index
+        {
+            return Err(ReplayError::Gap {
+                first: first.index,
+                stored: tail.next_index,
+            });
+        }
+        target.append(origin, batch.write(state))?;
+        batch.extend_tail(&mut tail);
+    }
+    *known_tail = Some(tail);
+    Ok(batch
+        .checkpoints
+        .iter()
+        .map(|checkpoint| checkpoint.size)
+        .collect())
 }
 
 /// Moves every spooled batch into the store, in order, skipping those already stored,
@@ -274,17 +326,7 @@ pub(super) fn replay_spool(
             });
         }
         // From here `tail` also covers what is merged and about to be written.
-        if let Some(last) = batch.entries.last() {
-            tail.next_index = last.index + 1;
-        }
-        if let Some(size) = batch
-            .checkpoints
-            .iter()
-            .map(|checkpoint| checkpoint.size)
-            .max()
-        {
-            tail.checkpoint_size = Some(size);
-        }
+        batch.extend_tail(&mut tail);
         merged.absorb(batch);
         if batch_state.is_some() {
             state = batch_state;
