@@ -8,7 +8,7 @@ use flowgate_audit::proof::InclusionBundle;
 use flowgate_audit::record::{AuditRecord, Decision, RecordKind};
 use flowgate_config::AuditOnFull;
 use flowgate_gateway::audit::{AuditLog, AuditSettings};
-use flowgate_store::{SqlStore, Store as _, StoreOptions};
+use flowgate_store::Store as _;
 use std::num::NonZeroU64;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -56,17 +56,7 @@ fn runtime() -> tokio::runtime::Runtime {
 /// through the gateway's writer into the CLI's database.
 fn write_log(dir: &Path, old: u64, new: u64) {
     runtime().block_on(async {
-        let store = SqlStore::connect(&StoreOptions {
-            url: db_url(dir),
-            max_connections: 2,
-            schema: None,
-        })
-        .await
-        .unwrap_or_else(|err| panic!("connect: {err}"));
-        store
-            .migrate()
-            .await
-            .unwrap_or_else(|err| panic!("migrate: {err}"));
+        let store = flowgate_store::conformance::migrated_sqlite(&db_url(dir)).await;
         let log = AuditLog::start(
             Arc::new(store.clone()),
             AuditSettings {

@@ -24,9 +24,7 @@ use flowgate_audit::note::NoteSigner;
 use flowgate_audit::record::{
     AuditRecord, Decision, Latencies, RecordKind, RuleFinding, SCHEMA_VERSION, Usage,
 };
-use flowgate_store::{
-    AuditEntry, AuditStore, AuditWrite, SqlStore, Store, StoreOptions, StoredCheckpoint,
-};
+use flowgate_store::{AuditEntry, AuditStore, AuditWrite, Store, StoredCheckpoint};
 
 const ORIGIN: &str = "bench.flowgate";
 const BATCH: u64 = 1_000;
@@ -134,17 +132,8 @@ fn append_rate(criterion: &mut Criterion) {
         .unwrap_or_else(|err| panic!("runtime: {err}"));
     let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("tempdir: {err}"));
     let store = runtime.block_on(async {
-        let store = SqlStore::connect(&StoreOptions {
-            url: format!("sqlite://{}/bench.db", dir.path().display()),
-            max_connections: 2,
-            schema: None,
-        })
-        .await
-        .unwrap_or_else(|err| panic!("connect: {err}"));
-        store
-            .migrate()
-            .await
-            .unwrap_or_else(|err| panic!("migrate: {err}"));
+        let url = format!("sqlite://{}/bench.db", dir.path().display());
+        let store = flowgate_store::conformance::migrated_sqlite(&url).await;
         let signer = NoteSigner::generate(ORIGIN).unwrap_or_else(|err| panic!("key: {err}"));
         store
             .create_audit_node(ORIGIN, &signer.to_private_key_string())

@@ -17,6 +17,25 @@ use flowgate_types::{ApiKeySecret, KeyHasher, KeyId, TenantId};
 use std::num::NonZeroU64;
 use std::sync::Arc;
 
+/// A migrated SQLite store at `url` (`sqlite://…`), for tests and benchmarks.
+///
+/// # Panics
+/// When it cannot be opened or migrated (a test failure).
+pub async fn migrated_sqlite(url: &str) -> crate::SqlStore {
+    let store = crate::SqlStore::connect(&crate::StoreOptions {
+        url: url.to_owned(),
+        max_connections: 4,
+        schema: None,
+    })
+    .await
+    .unwrap_or_else(|err| panic!("connect {url}: {err}"));
+    store
+        .migrate()
+        .await
+        .unwrap_or_else(|err| panic!("migrate {url}: {err}"));
+    store
+}
+
 /// A tenant allowed `gpt-4o-mini`, 60 requests a minute.
 pub fn new_tenant(name: &str, now: i64) -> NewTenant {
     NewTenant {

@@ -48,17 +48,7 @@ async fn sqlite_admin_changes_wait_for_a_writer_on_another_connection() {
 
     let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("tempdir: {err}"));
     let file = dir.path().join("store.db");
-    let store = SqlStore::connect(&StoreOptions {
-        url: format!("sqlite://{}", file.display()),
-        max_connections: 4,
-        schema: None,
-    })
-    .await
-    .unwrap_or_else(|err| panic!("connect: {err}"));
-    store
-        .migrate()
-        .await
-        .unwrap_or_else(|err| panic!("migrate: {err}"));
+    let store = conformance::migrated_sqlite(&format!("sqlite://{}", file.display())).await;
     let hasher = flowgate_types::KeyHasher::new(&[7u8; 32]);
     let tenant = conformance::new_tenant("busy", 1);
     let (_, key) = conformance::new_key(&tenant.id, &hasher, 1);

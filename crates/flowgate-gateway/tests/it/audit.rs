@@ -10,7 +10,7 @@ use flowgate_audit::source::verify_source;
 use flowgate_audit::verify::VerifyOptions;
 use flowgate_config::AuditOnFull;
 use flowgate_gateway::audit::{AuditError, AuditLog, AuditSettings};
-use flowgate_store::{AuditFilter, AuditStore, SqlStore, Store as _, StoreOptions};
+use flowgate_store::{AuditFilter, AuditStore, SqlStore};
 use flowgate_test_support::TestClient;
 use http::StatusCode;
 use std::num::NonZeroU64;
@@ -43,18 +43,8 @@ fn record(i: u64, tenant: &str) -> AuditRecord {
 }
 
 async fn sqlite_store(dir: &std::path::Path) -> Arc<SqlStore> {
-    let store = SqlStore::connect(&StoreOptions {
-        url: format!("sqlite://{}/audit.db", dir.display()),
-        max_connections: 4,
-        schema: None,
-    })
-    .await
-    .unwrap_or_else(|err| panic!("connect: {err}"));
-    store
-        .migrate()
-        .await
-        .unwrap_or_else(|err| panic!("migrate: {err}"));
-    Arc::new(store)
+    let url = format!("sqlite://{}/audit.db", dir.display());
+    Arc::new(flowgate_store::conformance::migrated_sqlite(&url).await)
 }
 
 fn settings(capacity: usize, on_full: AuditOnFull) -> AuditSettings {

@@ -111,6 +111,11 @@ fn settings(
     }
 }
 
+/// `refuse` mode with a 64 MiB spool.
+fn refusing(dir: &std::path::Path, origin: &str, acknowledge: AuditAcknowledge) -> AuditSettings {
+    settings(dir, origin, AuditOnFull::Refuse, 64 << 20, acknowledge)
+}
+
 /// Submits `range` at about `per_second` records/s from one task and waits for every
 /// receipt: (request number, outcome) in submit order.
 async fn load(
@@ -203,18 +208,9 @@ async fn outage_during_load(acknowledge: AuditAcknowledge) {
     let store = store_via(&relay, &schema("outage")).await;
     let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
     let origin = "test.example/spool";
-    let log = AuditLog::start(
-        store.clone(),
-        settings(
-            dir.path(),
-            origin,
-            AuditOnFull::Refuse,
-            64 << 20,
-            acknowledge,
-        ),
-    )
-    .await
-    .unwrap_or_else(|err| panic!("start: {err}"));
+    let log = AuditLog::start(store.clone(), refusing(dir.path(), origin, acknowledge))
+        .await
+        .unwrap_or_else(|err| panic!("start: {err}"));
 
     // 1,500 records at ~1,000/s; the store is cut after 0.4 s and restored after 1.0 s.
     let loader = {
@@ -357,18 +353,9 @@ async fn replayed_at_next_start(acknowledge: AuditAcknowledge) {
     let store = store_via(&relay, &schema("restart")).await;
     let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
     let origin = "test.example/restart";
-    let log = AuditLog::start(
-        store.clone(),
-        settings(
-            dir.path(),
-            origin,
-            AuditOnFull::Refuse,
-            64 << 20,
-            acknowledge,
-        ),
-    )
-    .await
-    .unwrap_or_else(|err| panic!("start: {err}"));
+    let log = AuditLog::start(store.clone(), refusing(dir.path(), origin, acknowledge))
+        .await
+        .unwrap_or_else(|err| panic!("start: {err}"));
     let mut acknowledged = load(&log, 0..10, 1000).await;
     relay.cut();
     acknowledged.extend(load(&log, 10..60, 1000).await);
@@ -382,32 +369,13 @@ async fn replayed_at_next_start(acknowledge: AuditAcknowledge) {
     assert!(spooled > 0, "{acknowledge:?}: nothing left in the spool");
 
     // Starting while the store is down fails rather than numbering past missing records.
-    let refused = AuditLog::start(
-        store.clone(),
-        settings(
-            dir.path(),
-            origin,
-            AuditOnFull::Refuse,
-            64 << 20,
-            acknowledge,
-        ),
-    )
-    .await;
+    let refused = AuditLog::start(store.clone(), refusing(dir.path(), origin, acknowledge)).await;
     assert!(refused.is_err(), "started with an unreplayable spool");
 
     relay.restore();
-    let log = AuditLog::start(
-        store.clone(),
-        settings(
-            dir.path(),
-            origin,
-            AuditOnFull::Refuse,
-            64 << 20,
-            acknowledge,
-        ),
-    )
-    .await
-    .unwrap_or_else(|err| panic!("restart: {err}"));
+    let log = AuditLog::start(store.clone(), refusing(dir.path(), origin, acknowledge))
+        .await
+        .unwrap_or_else(|err| panic!("restart: {err}"));
     assert_eq!(log.spool(), Some((0, 64 << 20)));
     let next = load(&log, 60..61, 1000).await;
     assert!(matches!(next[0].1, Ok(index) if index >= 60), "{next:?}");
