@@ -276,6 +276,9 @@ fn now_ms() -> u64 {
     u64::try_from(flowgate_types::now_millis()).unwrap_or(0)
 }
 
+/// Longest wait of `AuditLog::stored` for the store thread's round.
+const STORED_WAIT: Duration = Duration::from_secs(5);
+
 /// How long one store attempt of the writer may take when the store is driven through the
 /// runtime (PostgreSQL) before the batch is spooled instead.
 const STORE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -488,10 +491,11 @@ impl AuditLog {
 
     /// Waits until the records acknowledged so far are in the store: in journal mode they may
     /// be only in the journal for a few milliseconds (reads of the log call this first, so
-    /// they see every record whose request was answered). Returns at once in store mode, and
-    /// when the store is down (what it lacks is in the spool).
+    /// they see every record whose request was answered). Returns at once in store mode and
+    /// after shutdown, after one store attempt when the store is down (what it lacks stays in
+    /// the journal), and after `STORED_WAIT` at most.
     pub async fn stored(&self) {
-        if self.shared.journal.is_none() {
+        if self.shared.journal.is_none() || self.shared.gauges.closed.load(Ordering::Acquire) {
             return;
         }
         let (done, flushed) = oneshot::channel();
@@ -499,9 +503,10 @@ impl AuditLog {
             Ok(mut flushes) => flushes.push(done),
             Err(_) => return,
         }
-        // Wake the writer; when the queue is full it is busy and sees the request next round.
+        // Wake the store thread. Bounded: a round that retries a slow store, or a thread that
+        // stopped meanwhile, must not hold a reader forever.
         let _ = self.shared.sender.try_send(None);
-        let _ = flushed.await;
+        let _ = tokio::time::timeout(STORED_WAIT, flushed).await;
     }
 
     /// Flushes everything queued, publishes a final checkpoint and stops the writer. Later

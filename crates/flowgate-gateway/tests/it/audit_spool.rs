@@ -361,6 +361,9 @@ async fn replayed_at_next_start(acknowledge: AuditAcknowledge) {
     acknowledged.extend(load(&log, 10..60, 1000).await);
     // The store is still down at shutdown: the records stay in the spool file.
     log.shutdown().await;
+    tokio::time::timeout(Duration::from_secs(1), log.stored())
+        .await
+        .unwrap_or_else(|_| panic!("stored() waited after shutdown"));
     let spooled: u64 = std::fs::read_dir(dir.path().join("spool"))
         .unwrap_or_else(|err| panic!("spool folder: {err}"))
         .filter_map(|entry| entry.ok()?.metadata().ok())
