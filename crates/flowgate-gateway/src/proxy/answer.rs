@@ -39,7 +39,9 @@ pub fn stream(
     admission: Admission,
     tenant: &Arc<TenantEntry>,
 ) -> Response {
-    let screened = screen::screens_answers(&tenant.policy);
+    // An audited answer is decoded to hash its text even when no rule screens it (the
+    // screening stream then passes deltas through at once).
+    let screened = screen::screens_answers(&tenant.policy) || context.audit.is_some();
     let converter = match dispatched.wire {
         Wire::Native { strip_usage } if !screened => {
             Converter::Native(UsageSniffer::new(call.ingress, strip_usage))
@@ -121,24 +123,22 @@ pub async fn complete(
         Ok(bytes) => bytes,
         Err(error) => return context.fail(error.into()),
     };
-    let screened = call.operation != Operation::Embeddings && screen::screens_answers(policy);
+    let texts = call.operation != Operation::Embeddings;
+    let screened = texts && screen::screens_answers(policy);
+    // An audited answer is decoded to hash its text even when no rule screens it.
+    let read_by = (screened || (texts && context.audit.is_some())).then_some(tenant);
     let answer = match dispatched.wire {
-        Wire::Native { .. } if !screened => {
+        Wire::Native { .. } if read_by.is_none() => {
             let usage = passthrough::usage_from_json(call.ingress, &bytes);
             Ok((bytes, usage))
         }
         Wire::Native { .. } => {
             let kind = UpstreamKind::native_for(call.ingress);
-            translate_answer(context, call, kind, &bytes, provider, Some(tenant))
+            translate_answer(context, call, kind, &bytes, provider, read_by, screened)
         }
-        Wire::Translated(kind) => translate_answer(
-            context,
-            call,
-            kind,
-            &bytes,
-            provider,
-            screened.then_some(tenant),
-        ),
+        Wire::Translated(kind) => {
+            translate_answer(context, call, kind, &bytes, provider, read_by, screened)
+        }
     };
     let (body, usage) = match answer {
         Ok(answer) => answer,
@@ -162,16 +162,18 @@ pub async fn complete(
     context.finish(answer, false)
 }
 
-/// Decodes an answer of `kind`, screens it when a tenant's policy is given (a block refuses
-/// it, a redaction rewrites it), and encodes it for the client. A same-dialect answer that
-/// screening left unchanged goes out as the upstream's own bytes.
+/// Decodes an answer of `kind`; when `tenant` is given, keeps its content for the audit record
+/// and, when `screen`, screens it with the tenant's policy (a block refuses it, a redaction
+/// rewrites it); encodes it for the client. A same-dialect answer that screening left
+/// unchanged goes out as the upstream's own bytes.
 fn translate_answer(
     context: &mut RequestContext,
     call: &mut Call,
     kind: UpstreamKind,
     bytes: &Bytes,
     provider: &str,
-    screen_for: Option<&TenantEntry>,
+    tenant: Option<&TenantEntry>,
+    screen: bool,
 ) -> Result<(Bytes, Option<flowgate_translate::Usage>), ApiError> {
     let invalid = |detail: String| ApiError::UpstreamInvalid {
         provider: provider.to_owned(),
@@ -181,7 +183,7 @@ fn translate_answer(
         flowgate_translate::decode_response(kind, bytes).map_err(|err| invalid(err.to_string()))?;
     estimate::fill_missing_usage(call.ir()?, &mut decoded);
     let mut rewritten = !kind.is_native_for(call.ingress);
-    if let Some(tenant) = screen_for {
+    if let Some(tenant) = tenant {
         // The hash commits to what the upstream answered, before any redaction.
         context.response_content = Some(record::keep_content(
             tenant,
@@ -189,6 +191,8 @@ fn translate_answer(
             flowgate_audit::record::RecordKind::Completion,
             &screen::answer_text(&decoded),
         ));
+    }
+    if let Some(tenant) = tenant.filter(|_| screen) {
         let span = context.trace.begin();
         let screening = screen::screen_answer(&tenant.policy, &mut decoded);
         let decision = screening.decision;

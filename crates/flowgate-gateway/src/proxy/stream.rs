@@ -48,6 +48,9 @@ pub struct ScreenedStream {
     decoder: StreamDecoder,
     encoder: StreamEncoder,
     tenant: Arc<TenantEntry>,
+    /// Whether the tenant's policy screens answers; if not, deltas pass at once (the stream
+    /// is decoded only to keep the answer for the audit record).
+    screen: bool,
     screeners: Vec<(u32, StreamScreener)>,
     events: Vec<StreamEvent>,
     text: String,
@@ -64,6 +67,7 @@ impl ScreenedStream {
         Self {
             decoder: StreamDecoder::new(kind, &options.id),
             encoder: StreamEncoder::new(ingress, options),
+            screen: crate::proxy::screen::screens_answers(&tenant.policy),
             tenant,
             screeners: Vec::new(),
             events: Vec::with_capacity(8),
@@ -126,6 +130,10 @@ impl ScreenedStream {
                 StreamEvent::TextDelta { choice, text } => {
                     if *choice == 0 {
                         self.answer.push_str(text);
+                    }
+                    if !self.screen {
+                        result = Ok(self.encoder.encode(event, out)?);
+                        continue;
                     }
                     let mut screened = std::mem::take(&mut self.text);
                     screened.clear();

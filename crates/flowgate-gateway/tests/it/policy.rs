@@ -468,3 +468,78 @@ async fn anthropic_clients_get_the_same_redaction_and_flags() {
         "{record}"
     );
 }
+
+#[tokio::test]
+async fn answers_no_rule_screens_are_hashed_in_the_record_too() {
+    // No configured rules and the `none` preset: nothing screens answers, yet the completion
+    // record commits to the answer, complete or streamed (deltas are not held back).
+    let (upstream, gateway) = crate::setup().await;
+    let client = TestClient::new();
+    let admin = format!("Bearer {}", gateway.admin_key);
+    let patched = client
+        .call(
+            Method::PATCH,
+            &gateway.url(&format!("/v1/tenants/{}", gateway.tenant_id)),
+            &[("authorization", &admin)],
+            json!({"rules_preset": "none"}).to_string(),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text());
+    let content = flowgate_audit::content::ContentMasterKey::from_bytes(
+        gateway
+            .master_key
+            .derive(flowgate_gateway::state::AUDIT_CONTENT_LABEL),
+    );
+    let tenant_key = content.tenant_key(&gateway.tenant_id);
+
+    let answer = r#"{"id":"c1","object":"chat.completion","created":7,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Plain answer."},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}}"#;
+    upstream.push(Behaviour::Status {
+        status: 200,
+        body: answer.to_owned(),
+        retry_after: None,
+    });
+    let response = chat(&gateway, &chat_body(false)).await;
+    assert_eq!(response.text(), answer, "forwarded byte for byte");
+    let request_id = response.header("x-request-id").unwrap_or_default();
+    let records = audit_records_eventually(&gateway, request_id, 2).await;
+    assert_eq!(
+        records[1]["record"]["response_hash"],
+        tenant_key.hash_hex("Plain answer."),
+        "{records:?}"
+    );
+
+    upstream.push(Behaviour::Chunks {
+        chunks: openai_stream(&["Streamed ", "answer."]),
+        delay: Duration::from_millis(5),
+    });
+    let authorization = format!("Bearer {}", gateway.tenant_key);
+    let streamed = client
+        .send(
+            Method::POST,
+            &gateway.url("/v1/chat/completions"),
+            &[("authorization", &authorization)],
+            chat_body(true).to_string(),
+        )
+        .await;
+    let request_id = streamed
+        .headers()
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let mut incoming = streamed.into_body();
+    let mut text = String::new();
+    while let Some(chunk) = next_chunk(&mut incoming).await {
+        match chunk {
+            Ok(bytes) => text.push_str(&String::from_utf8_lossy(&bytes)),
+            Err(err) => panic!("stream broke: {err}"),
+        }
+    }
+    assert_eq!(openai_text(&text), "Streamed answer.");
+    let records = audit_records_eventually(&gateway, &request_id, 2).await;
+    assert_eq!(
+        records[1]["record"]["response_hash"],
+        tenant_key.hash_hex("Streamed answer."),
+        "{records:?}"
+    );
+}
