@@ -21,7 +21,7 @@ use crate::proxy::breaker::Permit;
 use crate::proxy::call::{Call, Prepared, Wire};
 use crate::proxy::context::RequestContext;
 use crate::state::{ModelRoutes, Route};
-use crate::trace::{Detail, Stage, TRACEPARENT};
+use crate::trace::{Detail, Stage, TRACEPARENT, TRACESTATE};
 use flowgate_config::ProviderKind;
 use flowgate_providers::{
     Operation, TimeoutPhase, UpstreamBody, UpstreamError, UpstreamResponse, mock,
@@ -274,7 +274,8 @@ fn final_answer<'a>(
 }
 
 /// One upstream call; the mock provider answers in process (in OpenAI's dialect).
-/// `traceparent` is added to the request when the request is traced or the caller sent one.
+/// `traceparent` is added to the request when the request is traced or the caller sent one,
+/// with the caller's `tracestate` if it sent one.
 async fn send(
     route: &Route,
     prepared: &Prepared,
@@ -297,9 +298,12 @@ async fn send(
             .post_json(&prepared.path, prepared.body.clone(), extra)
             .await;
     };
-    let mut headers = Vec::with_capacity(extra.len() + 1);
+    let mut headers = Vec::with_capacity(extra.len() + 2);
     headers.extend_from_slice(extra);
     headers.push((TRACEPARENT.clone(), traceparent));
+    if let Some(state) = context.trace.upstream_state() {
+        headers.push((TRACESTATE.clone(), state.clone()));
+    }
     route
         .upstream
         .post_json(&prepared.path, prepared.body.clone(), &headers)

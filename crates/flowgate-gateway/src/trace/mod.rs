@@ -30,6 +30,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+/// W3C `tracestate`: vendor entries, forwarded unchanged with a valid `traceparent`.
+pub static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+/// Longest `tracestate` forwarded (the W3C limit: 32 entries of at most 256 bytes each).
+const MAX_TRACESTATE: usize = 8192;
 
 /// Finished requests the queue holds before new ones are dropped.
 const QUEUE_CAPACITY: usize = 4096;
@@ -271,9 +275,16 @@ impl Tracer {
             )),
             _ => None,
         };
+        // The caller's vendor state goes along with its trace, never with one it did not
+        // send or sent malformed (W3C trace context).
+        let state = incoming
+            .and_then(|_| headers.get(&TRACESTATE))
+            .filter(|value| value.len() <= MAX_TRACESTATE)
+            .cloned();
         RequestTrace {
             trace_id,
             forward,
+            state,
             recording,
         }
     }
@@ -303,6 +314,8 @@ pub struct RequestTrace {
     pub trace_id: TraceId,
     /// The caller's `traceparent`, sent upstream when this request is not recorded.
     forward: Option<HeaderValue>,
+    /// The caller's `tracestate`, sent upstream with every `traceparent`.
+    state: Option<HeaderValue>,
     recording: Option<Box<Recording>>,
 }
 
@@ -450,6 +463,11 @@ impl RequestTrace {
             (Some(_), Some(attempt)) => Some(traceparent::format(self.trace_id, attempt.id, true)),
             _ => self.forward.clone(),
         }
+    }
+
+    /// The caller's `tracestate`, to send upstream beside the `traceparent`.
+    pub fn upstream_state(&self) -> Option<&HeaderValue> {
+        self.state.as_ref()
     }
 
     /// The request ended: its spans go to the exporter's queue (once; never waits).

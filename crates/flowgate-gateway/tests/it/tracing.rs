@@ -19,6 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+/// A caller's W3C `tracestate` (two vendors' entries).
+const STATE: &str = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
 const PROMPT: &str = "Say hello in five words";
 
@@ -184,15 +186,14 @@ async fn upstream() -> MockUpstream {
         .unwrap_or_else(|err| panic!("mock upstream: {err}"))
 }
 
-async fn chat_with(gateway: &TestGateway, traceparent: Option<&str>, stream: bool) -> TestResponse {
+/// A chat call with the trace context headers `trace` (`traceparent`, `tracestate`).
+async fn chat_with(gateway: &TestGateway, trace: &[(&str, &str)], stream: bool) -> TestResponse {
     let authorization = format!("Bearer {}", gateway.tenant_key);
     let mut headers = vec![
         ("authorization", authorization.as_str()),
         ("content-type", "application/json"),
     ];
-    if let Some(traceparent) = traceparent {
-        headers.push(("traceparent", traceparent));
-    }
+    headers.extend_from_slice(trace);
     let response = TestClient::new()
         .call(
             Method::POST,
@@ -218,7 +219,12 @@ async fn a_traced_request_reaches_the_collector_with_its_stage_spans() {
     let upstream = upstream().await;
     let gateway = traced_gateway(&endpoint, &config_for_upstream(&upstream.base_url()), "").await;
     let incoming = format!("00-{TRACE_ID}-{CALLER_SPAN}-01");
-    let response = chat_with(&gateway, Some(&incoming), false).await;
+    let response = chat_with(
+        &gateway,
+        &[("traceparent", &incoming), ("tracestate", STATE)],
+        false,
+    )
+    .await;
     let spans = collector.trace_of(&request_id(&response)).await;
 
     let root = one(&spans, "POST /v1/chat/completions");
@@ -310,6 +316,11 @@ async fn a_traced_request_reaches_the_collector_with_its_stage_spans() {
         Some(format!("00-{TRACE_ID}-{attempt_id}-01").as_str()),
         "the upstream joins the trace under the attempt span"
     );
+    assert_eq!(
+        sent.header("tracestate"),
+        Some(STATE),
+        "the caller's vendor state goes along"
+    );
     assert!(
         !collector.raw_text().contains(PROMPT),
         "no prompt text is exported"
@@ -328,7 +339,7 @@ async fn a_retried_request_has_one_attempt_span_per_upstream_call() {
         body: r#"{"error":{"message":"boom","type":"server_error","code":null}}"#.to_owned(),
         retry_after: None,
     });
-    let response = chat_with(&gateway, None, false).await;
+    let response = chat_with(&gateway, &[], false).await;
     let spans = collector.trace_of(&request_id(&response)).await;
 
     let root = one(&spans, "POST /v1/chat/completions");
@@ -387,17 +398,29 @@ async fn an_unsampled_caller_is_followed_and_a_malformed_header_starts_a_new_tra
     let gateway = traced_gateway(&endpoint, &config_for_upstream(&upstream.base_url()), "").await;
 
     let unsampled = format!("00-{TRACE_ID}-{CALLER_SPAN}-00");
-    let first = chat_with(&gateway, Some(&unsampled), false).await;
+    let first = chat_with(
+        &gateway,
+        &[("traceparent", &unsampled), ("tracestate", STATE)],
+        false,
+    )
+    .await;
+    let sent = upstream
+        .last_request()
+        .unwrap_or_else(|| panic!("the upstream saw no request"));
     assert_eq!(
-        upstream
-            .last_request()
-            .and_then(|request| request.header("traceparent").map(str::to_owned)),
-        Some(unsampled.clone()),
+        sent.header("traceparent"),
+        Some(unsampled.as_str()),
         "an unsampled caller's header goes upstream unchanged"
     );
+    assert_eq!(sent.header("tracestate"), Some(STATE));
 
     let malformed = format!("00-{TRACE_ID}-{CALLER_SPAN}-0");
-    let second = chat_with(&gateway, Some(&malformed), false).await;
+    let second = chat_with(
+        &gateway,
+        &[("traceparent", &malformed), ("tracestate", STATE)],
+        false,
+    )
+    .await;
     // The queue is first in, first out: once the second request's trace arrived, the first
     // one's would have too.
     let spans = collector.trace_of(&request_id(&second)).await;
@@ -414,6 +437,13 @@ async fn an_unsampled_caller_is_followed_and_a_malformed_header_starts_a_new_tra
             root["traceId"].as_str().unwrap_or_default()
         )),
         "the new trace is propagated: {sent}"
+    );
+    assert_eq!(
+        upstream
+            .last_request()
+            .and_then(|request| request.header("tracestate").map(str::to_owned)),
+        None,
+        "no vendor state without the caller's trace"
     );
     let first_id = request_id(&first);
     assert!(
@@ -434,7 +464,7 @@ async fn a_stream_is_traced_until_it_ends() {
     upstream.push(Behaviour::Normal {
         chunk_delay: Duration::from_millis(20),
     });
-    let response = chat_with(&gateway, None, true).await;
+    let response = chat_with(&gateway, &[], true).await;
     let spans = collector.trace_of(&request_id(&response)).await;
     let root = one(&spans, "POST /v1/chat/completions");
     assert_eq!(attribute(root, "flowgate.stream"), Some(Value::from(true)));
