@@ -197,22 +197,29 @@ async fn infer(state: AppState, request: Request, endpoint: Endpoint) -> Respons
     let audited = state.config().audit.enabled;
     // The prompt's keyed hash (and, when kept, its sealed text) for the audit record, over
     // the text the client sent.
-    let request_content = match endpoint {
-        Endpoint::Chat(_) if audited => match call.ir() {
-            Ok(request) => Some(record::keep_content(
+    let prompt = match endpoint {
+        Endpoint::Chat(_) if audited => call.ir().map(record::prompt_text).map(Some),
+        Endpoint::Embeddings if audited => record::embedding_text(&call.body).map(Some),
+        _ => Ok(None),
+    };
+    let request_content = match prompt {
+        Ok(prompt) => prompt.map(|prompt| {
+            record::keep_content(
                 tenant,
                 &context.request_id,
                 flowgate_audit::record::RecordKind::Request,
-                &record::prompt_text(request),
-            )),
-            Err(error) => return context.fail(error),
-        },
-        _ => None,
+                &prompt,
+            )
+        }),
+        Err(error) => return context.fail(error),
     };
     // Stage 5b: screening of the prompt (block, redact, flag).
-    if endpoint != Endpoint::Embeddings && tenant.policy.screens(Phase::Request) {
+    if tenant.policy.screens(Phase::Request) {
         let span = context.trace.begin();
-        let screened = screen::screen_request(&tenant.policy, &mut call, body_len);
+        let screened = match endpoint {
+            Endpoint::Chat(_) => screen::screen_request(&tenant.policy, &mut call, body_len),
+            Endpoint::Embeddings => screen::screen_embeddings(&tenant.policy, &mut call, body_len),
+        };
         let decision = screened
             .as_ref()
             .map_or(Decision::Allow, |screening| screening.decision);

@@ -11,6 +11,7 @@
 //! normalised text is also kept, sealed under the tenant's data key, in `encrypted_content`
 //! (`flowgate audit show-content` opens it with the master key).
 
+use crate::error::ApiError;
 use crate::proxy::context::RequestContext;
 use crate::proxy::screen::Screening;
 use crate::state::TenantEntry;
@@ -50,6 +51,20 @@ pub fn prompt_text(request: &IrRequest) -> String {
         }
     }
     text
+}
+
+/// The input text an embeddings request hash covers: its text inputs in order, separated
+/// by a blank line.
+///
+/// # Errors
+/// `invalid_request_error` when the body is not a JSON object.
+pub fn embedding_text(body: &[u8]) -> Result<String, ApiError> {
+    let mut body = crate::proxy::screen::embeddings_body(body)?;
+    let inputs: Vec<&str> = crate::proxy::screen::embedding_inputs(&mut body)
+        .into_iter()
+        .map(|text| text.as_str())
+        .collect();
+    Ok(inputs.join("\n\n"))
 }
 
 fn push_text(part: &Part, text: &mut String) {

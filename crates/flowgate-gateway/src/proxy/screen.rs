@@ -156,6 +156,58 @@ pub fn screen_request(
     Ok(screening)
 }
 
+/// Request phase of an embeddings call: every text input is screened (token-id inputs carry
+/// no text); on `redact` the body every route is sent holds the redacted inputs.
+pub fn screen_embeddings(
+    policy: &Policy,
+    call: &mut Call,
+    prompt_bytes: usize,
+) -> Result<Screening, ApiError> {
+    let mut screening = Screening::default();
+    let metadata = EvalContext::request()
+        .with_model(&call.client_model)
+        .with_prompt_bytes(prompt_bytes);
+    screening.absorb(&policy.evaluate_metadata(&metadata));
+    let mut body = embeddings_body(&call.body)?;
+    let context = EvalContext::request();
+    let mut changed = false;
+    for text in embedding_inputs(&mut body) {
+        changed |= screen_text(policy, text, &context, &mut screening);
+    }
+    if changed {
+        let rewritten = serde_json::to_vec(&body)
+            .map_err(|err| ApiError::invalid(format!("request body: {err}")))?;
+        call.body = rewritten.into();
+    }
+    Ok(screening)
+}
+
+/// An embeddings request body as JSON.
+///
+/// # Errors
+/// `invalid_request_error` when it is not a JSON object.
+pub fn embeddings_body(body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .filter(serde_json::Value::is_object)
+        .ok_or_else(|| ApiError::invalid("the request body is not a JSON object"))
+}
+
+/// The text inputs of an embeddings request: `input` as a string or an array of strings.
+pub fn embedding_inputs(body: &mut serde_json::Value) -> Vec<&mut String> {
+    match body.get_mut("input") {
+        Some(serde_json::Value::String(text)) => vec![text],
+        Some(serde_json::Value::Array(items)) => items
+            .iter_mut()
+            .filter_map(|item| match item {
+                serde_json::Value::String(text) => Some(text),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Response phase of a complete answer: screens (and redacts) every choice's text.
 pub fn screen_answer(policy: &Policy, answer: &mut IrResponse) -> Screening {
     let mut screening = Screening::default();

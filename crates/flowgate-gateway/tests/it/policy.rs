@@ -543,3 +543,62 @@ async fn answers_no_rule_screens_are_hashed_in_the_record_too() {
         "{records:?}"
     );
 }
+
+#[tokio::test]
+async fn embedding_inputs_are_screened_like_prompts() {
+    let (upstream, gateway) = gateway().await;
+    let client = TestClient::new();
+    let url = gateway.url("/v1/embeddings");
+    let embed = |input: Value| json!({"model": "text-embedding-3-small", "input": input});
+
+    // A block rule refuses the call; nothing goes upstream.
+    let blocked = client
+        .post_json(
+            &url,
+            &gateway.tenant_key,
+            &embed(json!(["fine", "notes on project-x"])),
+        )
+        .await;
+    assert_eq!(blocked.status, StatusCode::FORBIDDEN, "{}", blocked.text());
+    assert_eq!(blocked.json()["error"]["code"], "content_policy_violation");
+    assert_eq!(upstream.request_count(), 0);
+
+    // A redaction rewrites the input the upstream embeds; other inputs are untouched.
+    let redacted = client
+        .post_json(
+            &url,
+            &gateway.tenant_key,
+            &embed(json!(["charge my card 4111 1111 1111 1111", "plain"])),
+        )
+        .await;
+    assert_eq!(redacted.status, StatusCode::OK, "{}", redacted.text());
+    let sent = upstream.requests()[0].json();
+    let inputs = sent["input"].as_array().cloned().unwrap_or_default();
+    assert_eq!(inputs.len(), 2, "{sent}");
+    assert!(
+        inputs[0]
+            .as_str()
+            .is_some_and(|text| text.contains("[REDACTED:") && !text.contains("4111")),
+        "{sent}"
+    );
+    assert_eq!(inputs[1], "plain");
+    assert_eq!(sent["model"], "text-embedding-3-small");
+
+    // A single string input, and the request record hashes the input text.
+    let single = client
+        .post_json(&url, &gateway.tenant_key, &embed(json!("just text")))
+        .await;
+    assert_eq!(single.status, StatusCode::OK, "{}", single.text());
+    let request_id = single.header("x-request-id").unwrap_or_default();
+    let records = audit_records_eventually(&gateway, request_id, 1).await;
+    let content = flowgate_audit::content::ContentMasterKey::from_bytes(
+        gateway
+            .master_key
+            .derive(flowgate_gateway::state::AUDIT_CONTENT_LABEL),
+    );
+    assert_eq!(
+        records[0]["record"]["request_hash"],
+        content.tenant_key(&gateway.tenant_id).hash_hex("just text"),
+        "{records:?}"
+    );
+}
