@@ -1,11 +1,13 @@
-//! `AuditLog`: this node's audit log handle. Request handlers `submit` records into a bounded
-//! queue without blocking; one writer thread (`writer`) drains whatever is queued (group
-//! commit), appends the records to the Merkle log in queue order, makes the batch with its
-//! checkpoints and subtree roots durable (appended to the node's journal file, which goes to
-//! the store every few milliseconds; or, with `acknowledge = "store"`, one store
-//! transaction), then completes each submitter's receipt with the record's index. Checkpoints are published every N records or T seconds;
-//! on start the appender is rebuilt from the store (signing key kept in the store, generated
-//! on first start) after replaying anything left in the disk spool (`spool`).
+//! `AuditLog`: this node's audit log handle, in one of two modes (`[audit] acknowledge`).
+//! Journal mode (the default): `submit` appends the record to the Merkle log and writes it to
+//! the node's journal itself (`journal`), so its receipt is ready at once; one thread
+//! (`storer`) moves the journal into the store every few milliseconds. Store mode: `submit`
+//! queues the record without blocking; one writer thread (`writer`) drains whatever is queued
+//! (group commit), appends the records to the Merkle log in queue order, stores the batch with
+//! its checkpoints and subtree roots in one store transaction, then completes each
+//! submitter's receipt with the record's index. Checkpoints are published every N records or
+//! T seconds; on start the appender is rebuilt from the store (signing key kept in the store,
+//! generated on first start) after replaying anything left in the disk spool or journal.
 //!
 //! When the queue is full, `on_full` decides: `refuse` → `AuditError::Full`, `serve` →
 //! `AuditError::Dropped` and a gap marker counting the lost records is logged before the next
@@ -350,17 +352,22 @@ impl AuditLog {
                     detail: err.to_string(),
                 })?;
         let appender = LogAppender::restore(&origin, signer, settings.policy, state)?;
+        let journal_settings = settings
+            .spool
+            .as_ref()
+            .filter(|spool| spool.acknowledge == AuditAcknowledge::Journal);
         let capacity = settings.queue_capacity.max(1);
-        let (sender, receiver) = std::sync::mpsc::sync_channel(capacity);
+        // In journal mode the channel only wakes the store thread: no slots for records.
+        let (sender, receiver) = std::sync::mpsc::sync_channel(if journal_settings.is_some() {
+            1
+        } else {
+            capacity
+        });
         let gauges = Arc::new(WriterGauges::default());
         let checkpoint_hook = CheckpointHook::default();
         let (finished, finished_receiver) = oneshot::channel();
         let tick = Duration::from_millis(settings.policy.every_ms.get().min(60_000));
         let max_batch = settings.max_batch.max(1);
-        let journal_settings = settings
-            .spool
-            .as_ref()
-            .filter(|spool| spool.acknowledge == AuditAcknowledge::Journal);
         let journal = match journal_settings {
             Some(journal_settings) => {
                 let journal = Arc::new(std::sync::Mutex::new(journal::Journal::new(

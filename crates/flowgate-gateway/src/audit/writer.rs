@@ -1,4 +1,6 @@
-//! The audit writer: ONE OS thread per node that drains the submit queue (group commit),
+//! The audit writer of store mode (`acknowledge = "store"`; journal mode has `journal` and
+//! `storer` instead, and shares this file's batches and spool replay): ONE OS thread per node
+//! that drains the submit queue (group commit),
 //! appends each record to the Merkle log in queue order, writes the batch with its subtree
 //! roots and checkpoints through the store's synchronous appender (one transaction), then
 //! completes each submitter's receipt with the record's index. A batch holding only records
