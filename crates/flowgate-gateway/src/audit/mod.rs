@@ -164,15 +164,24 @@ impl AuditSettings {
     }
 }
 
+/// What an earlier run left, replayed.
+struct LeftOver {
+    /// The store-mode spool, emptied.
+    spool: spool::Spool,
+    /// The number of the next journal segment.
+    next_segment: u64,
+    /// Where the stored log ends now.
+    tail: Option<flowgate_store::LogTail>,
+}
+
 /// Replays what an earlier run left for the store: the store-mode spool file, then the
-/// journal segments (removed once replayed). The spool, emptied, and the number of the next
-/// journal segment.
+/// journal segments (removed once replayed).
 fn replay_left_over(
     settings: &SpoolSettings,
     target: &mut dyn AuditAppender,
     origin: &str,
     max_batch: usize,
-) -> Result<(spool::Spool, u64), AuditStartError> {
+) -> Result<LeftOver, AuditStartError> {
     let replay_error = |err: writer::ReplayError| AuditStartError::Replay {
         detail: err.to_string(),
     };
@@ -187,7 +196,11 @@ fn replay_left_over(
             .map_err(replay_error)?;
         std::fs::remove_file(&path).map_err(|source| SpoolError::Io { path, source })?;
     }
-    Ok((spool, next_segment))
+    Ok(LeftOver {
+        spool,
+        next_segment,
+        tail,
+    })
 }
 
 /// `<origin>.spool` with every character but ASCII letters, digits, `.`, `-` and `_`
@@ -316,7 +329,7 @@ impl AuditLog {
                 STORE_ATTEMPT_TIMEOUT,
             )),
         };
-        let (target, spool, next_segment) = match settings.spool.clone() {
+        let (target, spool, next_segment, tail) = match settings.spool.clone() {
             Some(spool_settings) => {
                 let replay_origin = origin.clone();
                 let max_batch = settings.max_batch.max(1);
@@ -333,10 +346,10 @@ impl AuditLog {
                 .map_err(|err| AuditStartError::Replay {
                     detail: err.to_string(),
                 })?;
-                let (spool, next_segment) = replayed?;
-                (target, Some(spool), next_segment)
+                let left = replayed?;
+                (target, Some(left.spool), left.next_segment, left.tail)
             }
-            None => (target, None, 0),
+            None => (target, None, 0, None),
         };
         let signer = NoteSigner::parse(&node.signing_key)?;
         let verifier = signer.verifier();
@@ -388,7 +401,10 @@ impl AuditLog {
                     tick,
                     max_batch,
                     finished: Some(finished),
-                    tail: None,
+                    // Known from the replay: a record another writer stored at one of our
+                    // indices since then is a conflict, never taken for ours.
+                    tail,
+                    conflicted: false,
                 };
                 std::thread::Builder::new()
                     .name("flowgate-audit".to_owned())

@@ -12,7 +12,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use flowgate_store::{AuditAppender, LogTail};
+use flowgate_store::{AuditAppender, LogTail, StoreError};
 use tokio::sync::oneshot;
 
 use super::CheckpointHook;
@@ -43,6 +43,9 @@ pub(super) struct Storer {
     pub finished: Option<oneshot::Sender<()>>,
     /// Where the stored log ends, once known (read again after a failure).
     pub tail: Option<LogTail>,
+    /// Another writer appended to this origin: storing stops for good (a replay would take
+    /// its records for ours), the journal keeps ours, and `on_full` applies in the end.
+    pub conflicted: bool,
 }
 
 impl Storer {
@@ -69,11 +72,16 @@ impl Storer {
             let Some(segments) = self.close_segment(closed, &mut next_tick) else {
                 break;
             };
-            if !behind || closed || Instant::now() >= retry_at {
+            if !self.conflicted && (!behind || closed || Instant::now() >= retry_at) {
                 match self.store(segments) {
                     Ok(()) => {
                         behind = false;
                         backoff = FIRST_BACKOFF;
+                    }
+                    Err(ReplayError::Store(StoreError::Conflict { .. })) => {
+                        tracing::error!(origin = %self.origin, "another writer appended to this audit log: storing stops and records stay in the journal (give every node its own [audit] origin)");
+                        self.conflicted = true;
+                        behind = true;
                     }
                     Err(err) => {
                         if !behind {

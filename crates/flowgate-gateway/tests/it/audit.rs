@@ -8,8 +8,8 @@ use flowgate_audit::proof::InclusionBundle;
 use flowgate_audit::record::{AuditRecord, Decision, RecordKind, RuleFinding};
 use flowgate_audit::source::verify_source;
 use flowgate_audit::verify::VerifyOptions;
-use flowgate_config::AuditOnFull;
-use flowgate_gateway::audit::{AuditError, AuditLog, AuditSettings};
+use flowgate_config::{AuditAcknowledge, AuditOnFull};
+use flowgate_gateway::audit::{AuditError, AuditLog, AuditSettings, SpoolSettings};
 use flowgate_store::{AuditFilter, AuditStore, SqlStore};
 use flowgate_test_support::TestClient;
 use http::StatusCode;
@@ -563,6 +563,76 @@ async fn two_writers_on_one_origin_resynchronise_instead_of_stalling() {
     .await
     .unwrap_or_else(|err| panic!("verify: {err}"));
     assert_eq!(report.size, 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_journal_mode_a_second_writer_on_one_origin_stops_storing_and_keeps_its_records() {
+    let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
+    let store = sqlite_store(dir.path()).await;
+    let journal = |name: &str| AuditSettings {
+        spool: Some(SpoolSettings {
+            path: dir.path().join(name).join("log.spool"),
+            max_bytes: 1 << 20,
+            acknowledge: AuditAcknowledge::Journal,
+        }),
+        ..settings(256, AuditOnFull::Refuse)
+    };
+    let durable = |log: &AuditLog, i: u64| {
+        let receipt = log
+            .submit(record(i, "t1"))
+            .unwrap_or_else(|err| panic!("submit: {err}"));
+        async move {
+            receipt
+                .durable()
+                .await
+                .unwrap_or_else(|err| panic!("durable: {err}"))
+        }
+    };
+    let first = AuditLog::start(store.clone(), journal("a"))
+        .await
+        .unwrap_or_else(|err| panic!("start: {err}"));
+    let second = AuditLog::start(store.clone(), journal("b"))
+        .await
+        .unwrap_or_else(|err| panic!("start: {err}"));
+    assert_eq!(durable(&first, 0).await, 0);
+    first.stored().await;
+    // The second writer numbered its record 0 too: the store refuses it, and it is neither
+    // skipped as "already stored" nor lost.
+    assert_eq!(durable(&second, 1).await, 0);
+    second.stored().await;
+    assert!(
+        second.spool().is_some_and(|(bytes, _)| bytes > 0),
+        "the second writer keeps its record in its journal"
+    );
+    assert_eq!(durable(&first, 2).await, 1);
+    first.shutdown().await;
+    second.shutdown().await;
+    let rows = store
+        .list_audit(
+            "test.example/audit",
+            &AuditFilter {
+                limit: 100,
+                ..AuditFilter::default()
+            },
+        )
+        .await
+        .unwrap_or_else(|err| panic!("list: {err}"));
+    let mut ids: Vec<String> = rows
+        .iter()
+        .filter_map(|row| AuditRecord::parse(row.record.as_bytes()).ok())
+        .filter(|record| record.kind == RecordKind::Completion)
+        .map(|record| record.request_id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["req-0", "req-2"]);
+    let report = verify_source(
+        &first.source(),
+        VerifyOptions::new(first.origin(), vec![first.verifier().clone()]),
+        100,
+    )
+    .await
+    .unwrap_or_else(|err| panic!("verify: {err}"));
+    assert_eq!(report.size, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
