@@ -135,6 +135,16 @@ fn screen_text(
     false
 }
 
+/// The rules on the request as a whole (model, prompt size), run once per request.
+fn screen_metadata(policy: &Policy, call: &Call, prompt_bytes: usize) -> Screening {
+    let mut screening = Screening::default();
+    let metadata = EvalContext::request()
+        .with_model(&call.client_model)
+        .with_prompt_bytes(prompt_bytes);
+    screening.absorb(&policy.evaluate_metadata(&metadata));
+    screening
+}
+
 /// Request phase. Parses the prompt (once; routing reuses the parse), screens it, and on
 /// `redact` marks the call so every route sends the redacted prompt.
 pub fn screen_request(
@@ -142,11 +152,7 @@ pub fn screen_request(
     call: &mut Call,
     prompt_bytes: usize,
 ) -> Result<Screening, ApiError> {
-    let mut screening = Screening::default();
-    let metadata = EvalContext::request()
-        .with_model(&call.client_model)
-        .with_prompt_bytes(prompt_bytes);
-    screening.absorb(&policy.evaluate_metadata(&metadata));
+    let mut screening = screen_metadata(policy, call, prompt_bytes);
     let context = EvalContext::request();
     let request = call.ir_mut()?;
     let changed = screen_messages(policy, &mut request.messages, &context, &mut screening);
@@ -163,11 +169,7 @@ pub fn screen_embeddings(
     call: &mut Call,
     prompt_bytes: usize,
 ) -> Result<Screening, ApiError> {
-    let mut screening = Screening::default();
-    let metadata = EvalContext::request()
-        .with_model(&call.client_model)
-        .with_prompt_bytes(prompt_bytes);
-    screening.absorb(&policy.evaluate_metadata(&metadata));
+    let mut screening = screen_metadata(policy, call, prompt_bytes);
     let mut body = embeddings_body(&call.body)?;
     let context = EvalContext::request();
     let mut changed = false;

@@ -61,6 +61,18 @@ fn settings(capacity: usize, on_full: AuditOnFull) -> AuditSettings {
     }
 }
 
+/// The size of `log` once verified with its own key.
+async fn verified_size(log: &AuditLog) -> u64 {
+    verify_source(
+        &log.source(),
+        VerifyOptions::new(log.origin(), vec![log.verifier().clone()]),
+        100,
+    )
+    .await
+    .unwrap_or_else(|err| panic!("verify: {err}"))
+    .size
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writer_numbers_records_and_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
@@ -504,14 +516,7 @@ async fn store_outage_holds_records_in_order_until_it_returns() {
         );
     }
     log.shutdown().await;
-    let report = verify_source(
-        &log.source(),
-        VerifyOptions::new(log.origin(), vec![log.verifier().clone()]),
-        100,
-    )
-    .await
-    .unwrap_or_else(|err| panic!("verify: {err}"));
-    assert_eq!(report.size, extra);
+    assert_eq!(verified_size(&log).await, extra);
     let first = flaky
         .list_audit(
             log.origin(),
@@ -555,14 +560,7 @@ async fn two_writers_on_one_origin_resynchronise_instead_of_stalling() {
     assert_eq!(indices, (0..20).collect::<Vec<_>>());
     first.shutdown().await;
     second.shutdown().await;
-    let report = verify_source(
-        &first.source(),
-        VerifyOptions::new(first.origin(), vec![first.verifier().clone()]),
-        100,
-    )
-    .await
-    .unwrap_or_else(|err| panic!("verify: {err}"));
-    assert_eq!(report.size, 20);
+    assert_eq!(verified_size(&first).await, 20);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -625,14 +623,7 @@ async fn in_journal_mode_a_second_writer_on_one_origin_stops_storing_and_keeps_i
         .collect();
     ids.sort();
     assert_eq!(ids, ["req-0", "req-2"]);
-    let report = verify_source(
-        &first.source(),
-        VerifyOptions::new(first.origin(), vec![first.verifier().clone()]),
-        100,
-    )
-    .await
-    .unwrap_or_else(|err| panic!("verify: {err}"));
-    assert_eq!(report.size, 2);
+    assert_eq!(verified_size(&first).await, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -67,6 +67,17 @@ async fn audit_records_eventually(
     audit_records(gateway, request_id).await
 }
 
+/// The keyed hash an audit record holds of `text` for the gateway's tenant.
+fn content_hash(gateway: &TestGateway, text: &str) -> String {
+    flowgate_audit::content::ContentMasterKey::from_bytes(
+        gateway
+            .master_key
+            .derive(flowgate_gateway::state::AUDIT_CONTENT_LABEL),
+    )
+    .tenant_key(&gateway.tenant_id)
+    .hash_hex(text)
+}
+
 /// The audit records of one request id, oldest first.
 async fn audit_records(gateway: &TestGateway, request_id: &str) -> Vec<Value> {
     let listed = TestClient::new()
@@ -220,10 +231,38 @@ async fn read_stream(
     headers: &[(&str, &str)],
     body: Value,
 ) -> String {
+    stream_with_id(gateway, path, headers, body).await.1
+}
+
+/// A streamed OpenAI chat call with the tenant key: (request id, the whole stream).
+async fn streamed_chat(gateway: &TestGateway) -> (String, String) {
+    let authorization = format!("Bearer {}", gateway.tenant_key);
+    stream_with_id(
+        gateway,
+        "/v1/chat/completions",
+        &[("authorization", &authorization)],
+        chat_body(true),
+    )
+    .await
+}
+
+/// A streamed call: (request id, the whole stream as text).
+async fn stream_with_id(
+    gateway: &TestGateway,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Value,
+) -> (String, String) {
     let response = TestClient::new()
         .send(Method::POST, &gateway.url(path), headers, body.to_string())
         .await;
     assert_eq!(response.status(), StatusCode::OK);
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     let mut incoming = response.into_body();
     let mut text = String::new();
     while let Some(chunk) = next_chunk(&mut incoming).await {
@@ -232,7 +271,7 @@ async fn read_stream(
             Err(err) => panic!("stream broke: {err}"),
         }
     }
-    text
+    (request_id, text)
 }
 
 /// The text deltas of an OpenAI stream, joined.
@@ -319,38 +358,12 @@ async fn a_screened_stream_records_the_keyed_hash_of_what_the_upstream_sent() {
         chunks: openai_stream(&["Your card: 4111 11", "11 1111 ", "1111 is on file."]),
         delay: Duration::from_millis(5),
     });
-    let authorization = format!("Bearer {}", gateway.tenant_key);
-    let response = TestClient::new()
-        .send(
-            Method::POST,
-            &gateway.url("/v1/chat/completions"),
-            &[("authorization", &authorization)],
-            chat_body(true).to_string(),
-        )
-        .await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let request_id = response
-        .headers()
-        .get("x-request-id")
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let mut incoming = response.into_body();
-    while let Some(chunk) = next_chunk(&mut incoming).await {
-        assert!(chunk.is_ok(), "stream broke");
-    }
+    let (request_id, _) = streamed_chat(&gateway).await;
     let records = audit_records_eventually(&gateway, &request_id, 2).await;
     // The hash commits to the answer as the upstream sent it, before the redaction.
-    let content = flowgate_audit::content::ContentMasterKey::from_bytes(
-        gateway
-            .master_key
-            .derive(flowgate_gateway::state::AUDIT_CONTENT_LABEL),
-    );
-    let expected = content
-        .tenant_key(&gateway.tenant_id)
-        .hash_hex("Your card: 4111 1111 1111 1111 is on file.");
     assert_eq!(
-        records[1]["record"]["response_hash"], expected,
+        records[1]["record"]["response_hash"],
+        content_hash(&gateway, "Your card: 4111 1111 1111 1111 is on file."),
         "{records:?}"
     );
 }
@@ -485,12 +498,6 @@ async fn answers_no_rule_screens_are_hashed_in_the_record_too() {
         )
         .await;
     assert_eq!(patched.status, StatusCode::OK, "{}", patched.text());
-    let content = flowgate_audit::content::ContentMasterKey::from_bytes(
-        gateway
-            .master_key
-            .derive(flowgate_gateway::state::AUDIT_CONTENT_LABEL),
-    );
-    let tenant_key = content.tenant_key(&gateway.tenant_id);
 
     let answer = r#"{"id":"c1","object":"chat.completion","created":7,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Plain answer."},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}}"#;
     upstream.push(Behaviour::Status {
@@ -504,7 +511,7 @@ async fn answers_no_rule_screens_are_hashed_in_the_record_too() {
     let records = audit_records_eventually(&gateway, request_id, 2).await;
     assert_eq!(
         records[1]["record"]["response_hash"],
-        tenant_key.hash_hex("Plain answer."),
+        content_hash(&gateway, "Plain answer."),
         "{records:?}"
     );
 
@@ -512,34 +519,12 @@ async fn answers_no_rule_screens_are_hashed_in_the_record_too() {
         chunks: openai_stream(&["Streamed ", "answer."]),
         delay: Duration::from_millis(5),
     });
-    let authorization = format!("Bearer {}", gateway.tenant_key);
-    let streamed = client
-        .send(
-            Method::POST,
-            &gateway.url("/v1/chat/completions"),
-            &[("authorization", &authorization)],
-            chat_body(true).to_string(),
-        )
-        .await;
-    let request_id = streamed
-        .headers()
-        .get("x-request-id")
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let mut incoming = streamed.into_body();
-    let mut text = String::new();
-    while let Some(chunk) = next_chunk(&mut incoming).await {
-        match chunk {
-            Ok(bytes) => text.push_str(&String::from_utf8_lossy(&bytes)),
-            Err(err) => panic!("stream broke: {err}"),
-        }
-    }
+    let (request_id, text) = streamed_chat(&gateway).await;
     assert_eq!(openai_text(&text), "Streamed answer.");
     let records = audit_records_eventually(&gateway, &request_id, 2).await;
     assert_eq!(
         records[1]["record"]["response_hash"],
-        tenant_key.hash_hex("Streamed answer."),
+        content_hash(&gateway, "Streamed answer."),
         "{records:?}"
     );
 }
@@ -591,14 +576,9 @@ async fn embedding_inputs_are_screened_like_prompts() {
     assert_eq!(single.status, StatusCode::OK, "{}", single.text());
     let request_id = single.header("x-request-id").unwrap_or_default();
     let records = audit_records_eventually(&gateway, request_id, 1).await;
-    let content = flowgate_audit::content::ContentMasterKey::from_bytes(
-        gateway
-            .master_key
-            .derive(flowgate_gateway::state::AUDIT_CONTENT_LABEL),
-    );
     assert_eq!(
         records[0]["record"]["request_hash"],
-        content.tenant_key(&gateway.tenant_id).hash_hex("just text"),
+        content_hash(&gateway, "just text"),
         "{records:?}"
     );
 }
