@@ -74,6 +74,17 @@ impl AuditEntry {
     }
 }
 
+/// A `size, note` row of `audit_checkpoints`.
+pub(crate) fn checkpoint_from_row(
+    row: &sqlx::any::AnyRow,
+    error: &impl Fn(sqlx::Error) -> StoreError,
+) -> Result<StoredCheckpoint, StoreError> {
+    Ok(StoredCheckpoint {
+        size: to_u64(row.try_get("size").map_err(error)?),
+        note: row.try_get("note").map_err(error)?,
+    })
+}
+
 /// A signed checkpoint to store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StoredCheckpoint {
@@ -797,12 +808,7 @@ impl AuditStore for SqlStore {
                 .await
                 .map_err(&error)?;
         rows.iter()
-            .map(|row| {
-                Ok(StoredCheckpoint {
-                    size: to_u64(row.try_get("size").map_err(&error)?),
-                    note: row.try_get("note").map_err(&error)?,
-                })
-            })
+            .map(|row| checkpoint_from_row(row, &error))
             .collect()
     }
 

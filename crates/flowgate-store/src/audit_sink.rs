@@ -8,6 +8,7 @@ use sqlx::Row;
 
 use crate::StoreError;
 use crate::audit::StoredCheckpoint;
+use crate::audit::checkpoint_from_row;
 use crate::sql::{SqlStore, query_error};
 
 /// How far a sink has published one origin's log. Both fields only grow.
@@ -96,11 +97,6 @@ pub(crate) async fn checkpoints_between(
     .await
     .map_err(&error)?;
     rows.iter()
-        .map(|row| {
-            Ok(StoredCheckpoint {
-                size: to_u64(row.try_get("size").map_err(&error)?),
-                note: row.try_get("note").map_err(&error)?,
-            })
-        })
+        .map(|row| checkpoint_from_row(row, &error))
         .collect()
 }

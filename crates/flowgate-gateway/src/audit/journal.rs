@@ -103,6 +103,8 @@ pub(super) struct Journal {
     closed_bytes: u64,
     /// A frame whose write failed: written before anything newer (its records hold indices).
     unwritten: Option<SpooledBatch>,
+    /// The stored form of the frame being built (reused: no allocation per record).
+    scratch: SegmentBatch,
     max_bytes: u64,
     on_full: AuditOnFull,
     gauges: Arc<WriterGauges>,
@@ -146,6 +148,7 @@ impl Journal {
             closed: VecDeque::new(),
             closed_bytes: 0,
             unwritten: None,
+            scratch: SegmentBatch::default(),
             max_bytes,
             on_full,
             gauges,
@@ -171,10 +174,9 @@ impl Journal {
         }
         let now = now_ms();
         let mut frame = self.frame();
-        let mut records = SegmentBatch::default();
-        self.push_gap(&mut frame, &mut records, now);
-        let index = self.push(&mut frame, &mut records, record, now);
-        self.write(frame, records).map(|()| index)
+        self.push_gap(&mut frame, now);
+        let index = self.push(&mut frame, record, now);
+        self.write(frame).map(|()| index)
     }
 
     /// Journals the checkpoint due by time, if any (the store thread's timer).
@@ -192,9 +194,8 @@ impl Journal {
         self.stopped = true;
         let now = now_ms();
         let mut frame = self.frame();
-        let mut records = SegmentBatch::default();
-        self.push_gap(&mut frame, &mut records, now);
-        if !frame.records.is_empty() && self.write(frame, records).is_err() {
+        self.push_gap(&mut frame, now);
+        if !frame.records.is_empty() && self.write(frame).is_err() {
             return;
         }
         let checkpoint = self.appender.checkpoint_now(now);
@@ -296,37 +297,31 @@ impl Journal {
     }
 
     /// Counts the records dropped since the last marker with a gap marker.
-    fn push_gap(&mut self, frame: &mut SpooledBatch, records: &mut SegmentBatch, now: u64) {
+    fn push_gap(&mut self, frame: &mut SpooledBatch, now: u64) {
         if self.dropped > 0 {
             let gap = AuditRecord::gap(now, self.dropped, "queue_or_spool_full");
             self.dropped = 0;
-            self.push(frame, records, &gap, now);
+            self.push(frame, &gap, now);
         }
     }
 
-    /// Appends `record` to the log, into `frame` (journal form) and `records` (stored form).
-    fn push(
-        &mut self,
-        frame: &mut SpooledBatch,
-        records: &mut SegmentBatch,
-        record: &AuditRecord,
-        now: u64,
-    ) -> u64 {
+    /// Appends `record` to the log, into `frame` (journal form) and `scratch` (stored form,
+    /// its text taken from the frame once written).
+    fn push(&mut self, frame: &mut SpooledBatch, record: &AuditRecord, now: u64) -> u64 {
         let appended = self.appender.append(record, now);
         frame
             .subtrees
             .extend(appended.subtrees.iter().map(SpooledSubtree::from_root));
-        records.batch.subtrees.extend(appended.subtrees);
+        self.scratch.batch.subtrees.extend(appended.subtrees);
         if let Some(checkpoint) = appended.checkpoint {
             let checkpoint = stored(checkpoint);
             frame.checkpoints.push(SpooledCheckpoint::from(&checkpoint));
-            records.batch.checkpoints.push(checkpoint);
+            self.scratch.batch.checkpoints.push(checkpoint);
         }
-        let canonical = canonical_text(appended.canonical);
-        frame.records.push(canonical.clone());
-        records.batch.entries.push(AuditEntry::new(
+        frame.records.push(canonical_text(appended.canonical));
+        self.scratch.batch.entries.push(AuditEntry::new(
             appended.index,
-            canonical,
+            String::new(),
             appended.leaf_hash,
             appended.time_ms,
             record,
@@ -339,44 +334,54 @@ impl Journal {
             let checkpoint = stored(checkpoint);
             let mut frame = self.frame();
             frame.checkpoints.push(SpooledCheckpoint::from(&checkpoint));
-            let mut records = SegmentBatch::default();
-            records.batch.checkpoints.push(checkpoint);
+            self.scratch.batch.checkpoints.push(checkpoint);
             // A failed write keeps the frame for the next attempt (logged there).
-            let _ = self.write(frame, records);
+            let _ = self.write(frame);
         }
     }
 
-    /// Writes `frame` to the active segment and keeps `records` for the store; a frame with
-    /// checkpoints carries the appender state (the restart hint stored with them).
-    fn write(&mut self, mut frame: SpooledBatch, records: SegmentBatch) -> Result<(), AuditError> {
+    /// Writes `frame` to the active segment and moves what `push` gathered in `scratch` to
+    /// the records kept for the store; a frame with checkpoints carries the appender state
+    /// (the restart hint stored with them).
+    fn write(&mut self, mut frame: SpooledBatch) -> Result<(), AuditError> {
         if !frame.checkpoints.is_empty() {
             frame.state = serde_json::to_string(&self.appender.state()).ok();
         }
-        match self.active.push(&frame, false) {
-            Ok(()) => {
-                if let Some(active) = self.active_records.as_mut() {
-                    active.batch.absorb(records.batch);
-                    if frame.state.is_some() {
-                        active.state = frame.state;
-                    }
+        let written = self.active.push(&frame, false);
+        let scratch = &mut self.scratch.batch;
+        match (&written, self.active_records.as_mut()) {
+            (Ok(()), Some(active)) => {
+                for (entry, text) in scratch.entries.iter_mut().zip(frame.records.drain(..)) {
+                    entry.record = text;
                 }
-                Ok(())
+                active.batch.entries.append(&mut scratch.entries);
+                active.batch.subtrees.append(&mut scratch.subtrees);
+                active.batch.checkpoints.append(&mut scratch.checkpoints);
+                if frame.state.is_some() {
+                    active.state = frame.state.take();
+                }
             }
-            Err(err) => {
-                tracing::error!(error = %err, "audit journal write failed; requests are refused until it works again");
-                self.unwritten = Some(frame);
-                // Written later, perhaps into another segment: the store reads the files.
-                self.keep_records(false);
-                Err(AuditError::Unavailable)
+            _ => {
+                scratch.entries.clear();
+                scratch.subtrees.clear();
+                scratch.checkpoints.clear();
             }
         }
+        if let Err(err) = written {
+            tracing::error!(error = %err, "audit journal write failed; requests are refused until it works again");
+            self.unwritten = Some(frame);
+            // Written later, perhaps into another segment: the store reads the files.
+            self.keep_records(false);
+            return Err(AuditError::Unavailable);
+        }
+        Ok(())
     }
 
     /// Retries the frame a failed write left; true when none is left.
     fn write_unwritten(&mut self) -> bool {
         match self.unwritten.take() {
             None => true,
-            Some(frame) => self.write(frame, SegmentBatch::default()).is_ok(),
+            Some(frame) => self.write(frame).is_ok(),
         }
     }
 }

@@ -41,9 +41,9 @@ pub fn stream(
 ) -> Response {
     // An audited answer is decoded to hash its text even when no rule screens it (the
     // screening stream then passes deltas through at once).
-    let screened = screen::screens_answers(&tenant.policy) || context.audit.is_some();
+    let decoded = screen::screens_answers(&tenant.policy) || context.audit.is_some();
     let converter = match dispatched.wire {
-        Wire::Native { strip_usage } if !screened => {
+        Wire::Native { strip_usage } if !decoded => {
             Converter::Native(UsageSniffer::new(call.ingress, strip_usage))
         }
         wire => {
@@ -59,7 +59,7 @@ pub fn stream(
             options.estimated_input_tokens = needs_estimate(kind)
                 .then(|| call.parsed().map(estimate::estimate_request_tokens))
                 .flatten();
-            if screened {
+            if decoded {
                 Converter::Screened(Box::new(ScreenedStream::new(
                     kind,
                     call.ingress,
