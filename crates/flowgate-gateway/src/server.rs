@@ -2,7 +2,8 @@
 //! on every accepted connection), runs the store-refresh task and the webhook outbox writer
 //! and delivery worker, and shuts down gracefully:
 //! stop accepting, let in-flight requests finish until the grace deadline, then cut them.
-//! Every task spawned here is tracked and awaited by `Gateway::shutdown`.
+//! Every task spawned here is tracked and awaited by `Gateway::shutdown`; the webhook tasks
+//! stop last, so events emitted while draining (the final audit checkpoint) are kept.
 
 use crate::admin;
 use crate::error::ApiError;
@@ -37,6 +38,10 @@ pub struct Gateway {
     pub state: AppState,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    /// The webhook outbox writer and delivery worker stop last, after the audit log's final
+    /// checkpoint has emitted its event.
+    webhook_stop: CancellationToken,
+    webhook_tasks: TaskTracker,
     grace: Duration,
 }
 
@@ -147,7 +152,10 @@ impl Gateway {
                 }
             }
         });
-        state.webhooks().start(&tasks, &shutdown).await;
+        let webhook_stop = CancellationToken::new();
+        let webhook_tasks = TaskTracker::new();
+        state.webhooks().start(&webhook_tasks, &webhook_stop).await;
+        webhook_tasks.close();
         if let Some(stream) = state.audit_stream() {
             stream.start();
         }
@@ -159,6 +167,8 @@ impl Gateway {
             state,
             shutdown,
             tasks,
+            webhook_stop,
+            webhook_tasks,
             grace: config.server.shutdown_grace,
         })
     }
@@ -190,10 +200,13 @@ impl Gateway {
             tracing::warn!("shutdown deadline reached with requests still in flight");
         }
         self.state.audit().shutdown().await;
-        // After the writer's final flush, so its last records and checkpoint are streamed.
+        // After the writer's final flush, so its last records and checkpoint are streamed and
+        // the final checkpoint's webhook event reaches the outbox.
         if let Some(stream) = self.state.audit_stream() {
             stream.shutdown().await;
         }
+        self.webhook_stop.cancel();
+        self.webhook_tasks.wait().await;
         self.state.tracer().shutdown().await;
         drained
     }

@@ -395,13 +395,20 @@ impl Webhooks {
     /// Queues `event` for the outbox. Never blocks, never touches the database: when the
     /// queue is full (or the node is shutting down) the event is dropped and counted.
     pub fn emit(&self, event: Event) {
-        if self.inner.sender.try_send(event).is_err() {
-            let dropped = self.inner.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            if dropped.is_power_of_two() {
+        let Err(err) = self.inner.sender.try_send(event) else {
+            return;
+        };
+        let dropped = self.inner.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        match err {
+            mpsc::error::TrySendError::Full(_) if dropped.is_power_of_two() => {
                 tracing::warn!(
                     dropped_total = dropped,
                     "webhook event queue full: event dropped"
                 );
+            }
+            mpsc::error::TrySendError::Full(_) => {}
+            mpsc::error::TrySendError::Closed(_) => {
+                tracing::warn!("webhook event emitted after the webhooks stopped: dropped");
             }
         }
     }

@@ -664,6 +664,58 @@ async fn audit_checkpoints_are_delivered_without_request_content() {
 }
 
 #[tokio::test]
+async fn the_final_checkpoint_at_shutdown_reaches_the_outbox() {
+    // No checkpoint is due while serving (none every record, none by time): the only one is
+    // the final checkpoint written while the gateway shuts down. Its event must be kept in
+    // the outbox (webhooks stop after the audit log) and delivered by the next start.
+    let receiver = Receiver::start(&[]).await;
+    let upstream = MockUpstream::start()
+        .await
+        .unwrap_or_else(|err| panic!("mock upstream: {err}"));
+    let config = format!(
+        "[audit]\ncheckpoint_every_records = 100000\ncheckpoint_every_seconds = 3600\n{}",
+        config_for_upstream(&upstream.base_url())
+    );
+    let mut first = TestGateway::spawn(&config, &[DEVELOPMENT])
+        .await
+        .unwrap_or_else(|err| panic!("gateway: {err:#}"));
+    let (_webhook_id, secret) =
+        create_webhook_for(&first, &receiver.url(), &["audit.checkpoint"]).await;
+    let answer = TestClient::new()
+        .post_json(
+            &first.url("/v1/chat/completions"),
+            &first.tenant_key,
+            &crate::chat_body(false),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert_eq!(receiver.count(), 0, "no checkpoint is due before shutdown");
+    assert!(first.shutdown().await);
+
+    let database = first.database_url();
+    let master_key = first.master_key.to_base64();
+    let second = TestGateway::spawn(
+        &config,
+        &[
+            DEVELOPMENT,
+            ("FLOWGATE_DATABASE_URL", &database),
+            ("FLOWGATE_MASTER_KEY", &master_key),
+            ("FLOWGATE_ADMIN_API_KEY", &first.admin_key),
+        ],
+    )
+    .await
+    .unwrap_or_else(|err| panic!("second gateway: {err:#}"));
+    let received = receiver.wait_for(1, Duration::from_secs(10)).await;
+    let (_, body, signature) = &received[0];
+    assert!(verify_signature(&secret, signature, body));
+    let payload: Value = serde_json::from_slice(body).unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(payload["type"], "audit.checkpoint", "{payload}");
+    // The request record and its completion record.
+    assert_eq!(payload["data"]["size"], 2, "{payload}");
+    drop(second);
+}
+
+#[tokio::test]
 async fn emit_never_waits_and_counts_what_a_full_queue_drops() {
     use flowgate_gateway::webhooks::{Event, QUEUE_CAPACITY, WebhookSettings, Webhooks};
     use flowgate_store::{SqlStore, Store as _, StoreOptions};
