@@ -14,6 +14,9 @@
 #             request record made durable (SQLite WAL commit) before each answer plus a
 #             completion record, metrics;
 #   governed-stream  the same with streamed answers (screened chunk by chunk);
+#   auth-poll, governed-poll  auth and governed with `[server] busy_poll_us = 2000` (the
+#             gateway keeps polling for I/O for 2 ms after each request instead of letting its
+#             vCPU halt), at the fixed rates and concurrency 1;
 #   and, for reference, hop: straight to a second mock pinned to the gateway's CPU, i.e. what
 #   one round trip to a process on the other CPU costs on this machine (the gateway path
 #   makes two: client -> gateway, gateway -> mock), measured in the same run.
@@ -111,14 +114,15 @@ emit "direct@c1" "$(load "http://127.0.0.1:$mock_port/v1/chat/completions" 0 1 "
 max_rate direct "http://127.0.0.1:$mock_port/v1/chat/completions" "$body"
 
 # One gateway configuration: start it pinned, create the bench tenant, run its loads, stop it.
-run_gateway() { # name audit_enabled preset
-  local name="$1" audit="$2" preset="$3"
+run_gateway() { # name audit_enabled preset [busy_poll_us]
+  local name="$1" audit="$2" preset="$3" busy_poll="${4:-0}"
   local gw_port internal_port dir
   gw_port=$(free_port); internal_port=$(free_port); dir="$work/$name"; mkdir -p "$dir"
   cat > "$dir/flowgate.toml" <<TOML
 [server]
 listen = "127.0.0.1:$gw_port"
 internal_listen = "127.0.0.1:$internal_port"
+busy_poll_us = $busy_poll
 
 [audit]
 enabled = $audit
@@ -166,9 +170,12 @@ PY
     done
     emit "governed-stream@c1" "$(load "$url" 0 1 "$stream_body" --header "$auth")"
   fi
-  max_rate "$name" "$url" "$body" --header "$auth"
+  if [ "$busy_poll" = 0 ]; then
+    max_rate "$name" "$url" "$body" --header "$auth"
+  fi
   local peak; peak=$(awk '/VmHWM/ {print $2}' "/proc/$gw_pid/status")
-  emit "$name@rss" "{\"idle_kb\":$idle,\"peak_kb\":$peak}"
+  local cpu; cpu=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$gw_pid/stat")
+  emit "$name@rss" "{\"idle_kb\":$idle,\"peak_kb\":$peak,\"cpu_s\":$cpu}"
   kill "$gw_pid"; wait "$gw_pid" 2>/dev/null || true
 }
 
@@ -190,6 +197,8 @@ emit "direct-stream@c1" "$(load "http://127.0.0.1:$mock_port/v1/chat/completions
 
 run_gateway auth false none
 run_gateway governed true default
+run_gateway auth-poll false none 2000
+run_gateway governed-poll true default 2000
 echo "]" >> "$out"
 
 python3 - "$out" <<'PY'
@@ -215,9 +224,9 @@ print()
 for path in ("direct", "auth", "governed"):
     if f"{path}@max" in by:
         print(f"- {path}: highest rate kept with >= 99.9 % success: {by[f'{path}@max']['max_rate']} req/s")
-for path in ("auth", "governed"):
+for path in ("auth", "governed", "auth-poll", "governed-poll"):
     if f"{path}@rss" in by:
         rss = by[f"{path}@rss"]
-        print(f"- {path} gateway RSS: idle {rss['idle_kb']/1024:.1f} MiB, peak {rss['peak_kb']/1024:.1f} MiB")
+        print(f"- {path} gateway RSS: idle {rss['idle_kb']/1024:.1f} MiB, peak {rss['peak_kb']/1024:.1f} MiB; CPU time over its runs {rss.get('cpu_s', 0):.1f} s")
 PY
 echo "raw results: $out" >&2

@@ -125,6 +125,9 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long shutdown waits for in-flight requests before cutting them.
     pub shutdown_grace: Duration,
+    /// How long the gateway keeps polling for I/O without sleeping after a request arrives
+    /// (zero: never).
+    pub busy_poll: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -38,6 +38,7 @@ pub(crate) struct RawServer {
     pub max_body_bytes: Option<u64>,
     pub shutdown_grace_seconds: Option<u64>,
     pub data_dir: Option<String>,
+    pub busy_poll_us: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -49,6 +49,8 @@ const KNOWN_DEFAULT_KEYS: &[&str] = &[
 /// A long key made of very few distinct characters (`aaaa…`, `0101…`) is not random.
 const MIN_DISTINCT_CHARS: usize = 10;
 const MIN_ADMIN_KEY_LEN: usize = 32;
+/// `server.busy_poll_us` when not configured: off until measured otherwise.
+const DEFAULT_BUSY_POLL_US: u64 = 0;
 
 /// Builds the configuration from the file's text (if any) and a snapshot of the environment.
 /// `force_development` is `serve --dev`.
@@ -438,12 +440,21 @@ fn server_config<'a>(
             "must be at least 1",
         ));
     }
+    let busy_poll_us = raw.server.busy_poll_us.unwrap_or(DEFAULT_BUSY_POLL_US);
+    if busy_poll_us > 1_000_000 {
+        return Err(ConfigError::new(
+            "server.busy_poll_us",
+            "must be at most 1000000 (one second)",
+        ));
+    }
+    let busy_poll = Duration::from_micros(busy_poll_us);
     Ok(ServerConfig {
         public_addr,
         internal_addr,
         max_body_bytes: usize::try_from(max_body_bytes)
             .map_err(|_| ConfigError::new("server.max_body_bytes", "too large"))?,
         shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_seconds.unwrap_or(30)),
+        busy_poll,
     })
 }
 
@@ -781,6 +792,7 @@ match = { keywords = ["project-x"] }
 [server]
 listen = "127.0.0.1:9443"
 max_body_bytes = 2048
+busy_poll_us = 250
 
 [[providers]]
 name = "local"
@@ -804,6 +816,7 @@ routes = [ { provider = "local", model = "upstream-mini" } ]
         assert_eq!(config.environment, Environment::Production);
         assert_eq!(config.server.public_addr.to_string(), "127.0.0.1:9555");
         assert_eq!(config.server.max_body_bytes, 2048);
+        assert_eq!(config.server.busy_poll, Duration::from_micros(250));
         assert_eq!(config.providers[0].base_url, "http://127.0.0.1:9000/v1");
         assert_eq!(
             config.providers[0].api_key.as_ref().map(Secret::expose),
@@ -824,6 +837,11 @@ routes = [ { provider = "local", model = "upstream-mini" } ]
             (Some("[server]\nlistne = \"x\"\n"), &[], "server.listne"),
             (Some("bogus = 1\n"), &[], "bogus"),
             (Some("[server\n"), &[], "flowgate.toml"),
+            (
+                Some("[server]\nbusy_poll_us = 1000001\n"),
+                &[],
+                "server.busy_poll_us",
+            ),
             (
                 Some("[[providers]]\nname='a'\nkind='closedai'\nbase_url='http://x'\n"),
                 &[],

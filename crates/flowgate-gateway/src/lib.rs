@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod audit;
 pub mod bootstrap;
+pub mod busy_poll;
 pub mod credentials;
 pub mod data_keys;
 pub mod error;

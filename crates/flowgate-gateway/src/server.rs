@@ -152,6 +152,11 @@ impl Gateway {
                 }
             }
         });
+        if !config.server.busy_poll.is_zero() {
+            for _ in 0..tokio::runtime::Handle::current().metrics().num_workers() {
+                tasks.spawn(Arc::clone(state.busy_poll()).run(shutdown.clone()));
+            }
+        }
         let webhook_stop = CancellationToken::new();
         let webhook_tasks = TaskTracker::new();
         state.webhooks().start(&webhook_tasks, &webhook_stop).await;

@@ -459,6 +459,8 @@ struct Inner {
     metrics: Arc<crate::metrics::Metrics>,
     /// Spans to the OTLP exporter when `[telemetry] otlp_endpoint` is set (`crate::trace`).
     tracer: crate::trace::Tracer,
+    /// Keeps a runtime worker polling while requests are recent (`[server] busy_poll_us`).
+    busy_poll: Arc<crate::busy_poll::BusyPoll>,
 }
 
 impl AppState {
@@ -537,6 +539,7 @@ impl AppState {
             &content_key,
             &data_keys,
         );
+        let busy_poll = crate::busy_poll::BusyPoll::new(config.server.busy_poll);
         let state = Self {
             inner: Arc::new(Inner {
                 config,
@@ -556,6 +559,7 @@ impl AppState {
                 data_keys: data_key_envelope,
                 metrics,
                 tracer,
+                busy_poll,
             }),
         };
         Ok(state)
@@ -595,6 +599,10 @@ impl AppState {
     /// This node's tracer (a no-op without `otlp_endpoint`).
     pub fn tracer(&self) -> &crate::trace::Tracer {
         &self.inner.tracer
+    }
+
+    pub fn busy_poll(&self) -> &Arc<crate::busy_poll::BusyPoll> {
+        &self.inner.busy_poll
     }
 
     pub fn routes(&self) -> &RouteTable {

@@ -74,6 +74,7 @@ impl RequestContext {
     /// Starts the clock; honours a well-formed incoming `x-request-id`.
     pub fn start(state: &AppState, headers: &HeaderMap, format: ApiFormat) -> Self {
         let started = Instant::now();
+        state.busy_poll().touch(started.into_std());
         let incoming = headers
             .get(&X_REQUEST_ID)
             .filter(|value| {
