@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::StoreError;
 use crate::audit::{AuditStore, AuditWrite};
+use flowgate_audit::merkle::Hash;
 
 /// Where an origin's stored log ends (what a replay of spooled batches skips).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -18,6 +19,9 @@ pub struct LogTail {
     pub next_index: u64,
     /// Size of the largest stored checkpoint.
     pub checkpoint_size: Option<u64>,
+    /// Leaf hash of the entry at `next_index - 1` (`None` for an empty log), so that a writer
+    /// skipping records as "already stored" can check they are its own.
+    pub last_leaf: Option<Hash>,
 }
 
 /// Appends batches from one thread; blocking.
@@ -88,9 +92,19 @@ impl AuditAppender for BlockingAppender {
                 .iter()
                 .map(|checkpoint| checkpoint.size)
                 .max();
+            let last_leaf = match next_index.checked_sub(1) {
+                Some(last) => self
+                    .store
+                    .audit_leaf_hashes(origin, last, next_index)
+                    .await?
+                    .first()
+                    .copied(),
+                None => None,
+            };
             Ok(LogTail {
                 next_index,
                 checkpoint_size,
+                last_leaf,
             })
         })
     }

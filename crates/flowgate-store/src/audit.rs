@@ -356,7 +356,7 @@ pub(crate) fn hex(hash: &Hash) -> String {
     flowgate_types::to_hex(hash)
 }
 
-fn hash_from_hex(field: &'static str, text: &str) -> Result<Hash, StoreError> {
+pub(crate) fn hash_from_hex(field: &'static str, text: &str) -> Result<Hash, StoreError> {
     let corrupt = || StoreError::Corrupt {
         field,
         detail: "not a 64-digit hex hash".into(),

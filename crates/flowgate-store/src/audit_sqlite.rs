@@ -13,7 +13,8 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionB
 
 use crate::StoreError;
 use crate::appender::{AuditAppender, LogTail};
-use crate::audit::{AuditWrite, hex, to_i64, to_u64};
+use crate::audit::{AuditWrite, hash_from_hex, hex, to_i64, to_u64};
+use flowgate_audit::merkle::Hash;
 
 /// Appends audit batches to a SQLite store file.
 #[derive(Debug)]
@@ -175,14 +176,34 @@ impl AuditAppender for SqliteAuditAppender {
             // Everything pruned: the log continues after the retention anchor.
             None => self.anchor_size(origin)?,
         };
+        let last_leaf = match next_index.checked_sub(1) {
+            Some(last) => self.leaf_hash(origin, last)?,
+            None => None,
+        };
         Ok(LogTail {
             next_index,
             checkpoint_size: checkpoint.map(to_u64),
+            last_leaf,
         })
     }
 }
 
 impl SqliteAuditAppender {
+    /// The stored (or pruned) leaf hash at `index`.
+    fn leaf_hash(&self, origin: &str, index: u64) -> Result<Option<Hash>, StoreError> {
+        let leaf: Option<String> = self
+            .connection
+            .query_row(
+                "SELECT leaf_hash FROM audit_entries WHERE origin = ?1 AND idx = ?2 UNION ALL SELECT leaf_hash FROM audit_pruned_leaves WHERE origin = ?1 AND idx = ?2",
+                params![origin, to_i64(index)],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(sqlite_error("read an audit leaf hash"))?;
+        leaf.map(|leaf| hash_from_hex("audit_entries.leaf_hash", &leaf))
+            .transpose()
+    }
+
     fn anchor_size(&self, origin: &str) -> Result<u64, StoreError> {
         let anchor: Option<String> = self
             .connection

@@ -3,9 +3,10 @@
 //! Lives in the library so any future backend's tests call the same function.
 
 use crate::{
-    AttemptOutcome, AuditEntry, AuditFilter, AuditStore, AuditWrite, DeliveryStatus, KeyLimits,
-    NewDelivery, NewKey, NewTenant, OriginLog, SinkCursor, Store, StoreError, StoredCheckpoint,
-    StoredRule, TenantPatch, Webhook, WebhookStore,
+    AttemptOutcome, AuditAppender as _, AuditEntry, AuditFilter, AuditStore, AuditWrite,
+    BlockingAppender, DeliveryStatus, KeyLimits, NewDelivery, NewKey, NewTenant, OriginLog,
+    SinkCursor, Store, StoreError, StoredCheckpoint, StoredRule, TenantPatch, Webhook,
+    WebhookStore,
 };
 use flowgate_audit::appender::LogAppender;
 use flowgate_audit::checkpoint::CheckpointPolicy;
@@ -16,6 +17,7 @@ use flowgate_audit::verify::VerifyOptions;
 use flowgate_types::{ApiKeySecret, KeyHasher, KeyId, TenantId};
 use std::num::NonZeroU64;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A migrated SQLite store at `url` (`sqlite://…`), for tests and benchmarks.
 ///
@@ -1152,6 +1154,51 @@ async fn append_records(
 
 /// The audit storage contract: node identity, atomic batches, reads for verification and
 /// proofs, filters, stats and retention.
+/// Where the log ends, as every appender of the store reads it (the one the gateway drives
+/// through the async store, and the store's dedicated one when it has one): the next index,
+/// the newest checkpoint, and the leaf of the last entry (what a replay compares before
+/// skipping records as already stored).
+async fn check_tails(audit: &Arc<dyn AuditStore>, origin: &'static str) {
+    let size = audit.audit_size(origin).await.unwrap_or(0);
+    let last_leaf = audit
+        .audit_leaf_hashes(origin, size - 1, size)
+        .await
+        .unwrap_or_else(|err| panic!("leaf hashes: {err}"))
+        .first()
+        .copied();
+    assert!(last_leaf.is_some());
+    let newest = audit
+        .audit_checkpoints(origin)
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|checkpoint| checkpoint.size)
+        .max();
+    let runtime = tokio::runtime::Handle::current();
+    let audit = Arc::clone(audit);
+    let tails = tokio::task::spawn_blocking(move || {
+        let mut through_store =
+            BlockingAppender::new(Arc::clone(&audit), runtime, Duration::from_secs(10));
+        let mut tails = vec![through_store.tail(origin)];
+        let dedicated = audit
+            .dedicated_appender()
+            .unwrap_or_else(|err| panic!("dedicated appender: {err}"));
+        if let Some(mut dedicated) = dedicated {
+            tails.push(dedicated.tail(origin));
+        }
+        tails
+    })
+    .await
+    .unwrap_or_else(|err| panic!("tail task: {err}"));
+    for tail in tails {
+        let tail = tail.unwrap_or_else(|err| panic!("tail: {err}"));
+        assert_eq!(
+            (tail.next_index, tail.checkpoint_size, tail.last_leaf),
+            (size, newest, last_leaf)
+        );
+    }
+}
+
 pub async fn run_audit(audit: Arc<dyn AuditStore>) {
     let origin = "conformance.example/log";
     assert!(
@@ -1194,6 +1241,7 @@ pub async fn run_audit(audit: Arc<dyn AuditStore>) {
     // 1,200 rows in batches of 700: more than one multi-row statement per batch.
     append_records(audit.as_ref(), &mut appender, 0, 1_200, 700).await;
     assert_eq!(audit.audit_size(origin).await.unwrap_or(0), 1_200);
+    check_tails(&audit, origin).await;
     let checkpoints = audit.audit_checkpoints(origin).await.unwrap_or_default();
     assert_eq!(
         checkpoints.iter().map(|c| c.size).collect::<Vec<_>>(),

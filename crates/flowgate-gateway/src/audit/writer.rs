@@ -193,6 +193,7 @@ impl Batch {
     fn extend_tail(&self, tail: &mut LogTail) {
         if let Some(last) = self.entries.last() {
             tail.next_index = last.index + 1;
+            tail.last_leaf = Some(last.leaf_hash);
         }
         if let Some(size) = self
             .checkpoints
@@ -206,17 +207,38 @@ impl Batch {
 
     /// Whether a store ending at `tail` already holds this batch (it was written before a
     /// crash, or by an attempt that timed out but committed).
-    fn stored_in(&self, tail: LogTail) -> bool {
+    ///
+    /// # Errors
+    /// `StoreError::Conflict` when the batch reaches the stored log's last entry and that
+    /// entry is not this batch's: another writer appended to this origin.
+    fn stored_in(&self, tail: LogTail, origin: &str) -> Result<bool, ReplayError> {
         match self.entries.first() {
-            Some(first) => first.index < tail.next_index,
-            None => {
+            Some(first) if first.index >= tail.next_index => Ok(false),
+            Some(first) => {
+                let last_stored = tail.next_index - 1;
+                let ours = usize::try_from(last_stored - first.index)
+                    .ok()
+                    .and_then(|offset| self.entries.get(offset));
+                match (ours, tail.last_leaf) {
+                    (Some(entry), Some(stored)) if entry.leaf_hash != stored => {
+                        Err(ReplayError::Store(StoreError::Conflict {
+                            entity: "audit entry",
+                            value: format!(
+                                "{origin}/{last_stored}: the stored record is another writer's"
+                            ),
+                        }))
+                    }
+                    _ => Ok(true),
+                }
+            }
+            None => Ok({
                 let newest = self
                     .checkpoints
                     .iter()
                     .map(|checkpoint| checkpoint.size)
                     .max();
                 newest.is_some_and(|size| Some(size) <= tail.checkpoint_size)
-            }
+            }),
         }
     }
 }
@@ -260,7 +282,7 @@ pub(super) fn store_once(
         Some(tail) => tail,
         None => target.tail(origin)?,
     };
-    if !batch.stored_in(tail) {
+    if !batch.stored_in(tail, origin)? {
         if let Some(first) = batch.entries.first()
             && first.index != tail.next_index
         {
@@ -316,7 +338,7 @@ pub(super) fn replay_spool(
     while let Some((spooled, next)) = spool.read_at(offset)? {
         offset = next;
         let (batch, batch_state) = Batch::from_spooled(spooled).map_err(ReplayError::Record)?;
-        if batch.stored_in(tail) {
+        if batch.stored_in(tail, origin)? {
             continue;
         }
         if let Some(first) = batch.entries.first()
@@ -684,5 +706,53 @@ impl Writer {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flowgate_audit::record::RecordKind;
+
+    const ORIGIN: &str = "writer.test/log";
+
+    fn batch_of(index: u64, request_id: &str) -> Batch {
+        let mut record = AuditRecord::gap(1_700_000_000_000, index, "");
+        record.kind = RecordKind::Completion;
+        record.gap = None;
+        request_id.clone_into(&mut record.request_id);
+        let canonical = String::from_utf8(record.to_canonical()).expect("canonical JSON is text");
+        Batch {
+            entries: vec![entry_from_canonical(index, canonical).expect("entry")],
+            ..Batch::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn records_are_skipped_as_stored_only_when_the_stored_leaf_is_theirs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}/store.db", dir.path().display());
+        let store = flowgate_store::conformance::migrated_sqlite(&url).await;
+        let mut target = store
+            .dedicated_appender()
+            .expect("appender")
+            .expect("SQLite has a dedicated appender");
+        // Another writer on the same origin stored its record 0 ...
+        let theirs = batch_of(0, "theirs");
+        target
+            .append(ORIGIN, theirs.write(None))
+            .expect("append theirs");
+
+        // ... so ours, also numbered 0, is a conflict, not "already stored".
+        let mut tail = None;
+        let ours = store_once(&batch_of(0, "ours"), None, &mut *target, ORIGIN, &mut tail);
+        assert!(
+            matches!(ours, Err(ReplayError::Store(StoreError::Conflict { .. }))),
+            "{ours:?}"
+        );
+        // A batch that is the stored one (an attempt that failed but committed) is skipped.
+        let mut tail = None;
+        store_once(&theirs, None, &mut *target, ORIGIN, &mut tail).expect("skipped as stored");
+        assert_eq!(tail.map(|tail| tail.next_index), Some(1));
     }
 }
