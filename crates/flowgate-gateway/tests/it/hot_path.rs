@@ -407,6 +407,8 @@ async fn burst(audit_enabled: bool) -> BurstCalls {
             "FLOWGATE_DATABASE_URL",
             format!("sqlite://{}/flowgate.db", data.path().display()),
         ),
+        // The audit journal lives under the data directory: never the source tree.
+        ("FLOWGATE_DATA_DIR", data.path().display().to_string()),
     ]
     .into_iter()
     .map(|(name, value)| (name.to_owned(), value))
