@@ -80,7 +80,14 @@ fn database_contains(dir: &Path, needle: &str) -> bool {
                 .starts_with("flowgate.db")
         })
         .any(|entry| {
-            let bytes = std::fs::read(entry.path()).unwrap_or_default();
+            // Read by another process: closing a descriptor of the database file here would
+            // release every POSIX lock this process's SQLite connections hold on it (SQLite's
+            // documented way to corrupt a database), and the CLI runs alongside them.
+            let bytes = Command::new("cat")
+                .arg(entry.path())
+                .output()
+                .map(|output| output.stdout)
+                .unwrap_or_default();
             bytes
                 .windows(needle.len())
                 .any(|window| window == needle.as_bytes())
@@ -362,6 +369,10 @@ async fn stored_credential_reaches_the_upstream_and_survives_master_rotation() {
     assert!(
         !rotated.contains(&new_master),
         "the key is not echoed: {rotated}"
+    );
+    assert!(
+        database_contains(&db_dir, "https://receiver.example/hook"),
+        "the reader sees what the database holds in clear"
     );
     assert!(!database_contains(&db_dir, UPSTREAM_SECRET));
 
