@@ -623,14 +623,24 @@ async fn ssrf_targets_are_refused_at_creation() {
     }
 }
 
-#[tokio::test]
-async fn audit_checkpoints_are_delivered_without_request_content() {
+/// A receiver, an upstream and a gateway (started from `config`) whose webhook takes
+/// `audit.checkpoint` events signed with `secret`.
+struct CheckpointWebhook {
+    receiver: Receiver,
+    _upstream: MockUpstream,
+    config: String,
+    gateway: TestGateway,
+    secret: String,
+}
+
+/// A [`CheckpointWebhook`] with the `[audit]` settings `audit`.
+async fn checkpoint_webhook(audit: &str) -> CheckpointWebhook {
     let receiver = Receiver::start(&[]).await;
     let upstream = MockUpstream::start()
         .await
         .unwrap_or_else(|err| panic!("mock upstream: {err}"));
     let config = format!(
-        "[audit]\ncheckpoint_every_records = 1\n{}",
+        "[audit]\n{audit}\n{}",
         config_for_upstream(&upstream.base_url())
     );
     let gateway = TestGateway::spawn(&config, &[DEVELOPMENT])
@@ -638,7 +648,16 @@ async fn audit_checkpoints_are_delivered_without_request_content() {
         .unwrap_or_else(|err| panic!("gateway: {err:#}"));
     let (_webhook_id, secret) =
         create_webhook_for(&gateway, &receiver.url(), &["audit.checkpoint"]).await;
+    CheckpointWebhook {
+        receiver,
+        _upstream: upstream,
+        config,
+        gateway,
+        secret,
+    }
+}
 
+async fn chat_ok(gateway: &TestGateway) {
     let answer = TestClient::new()
         .post_json(
             &gateway.url("/v1/chat/completions"),
@@ -647,16 +666,28 @@ async fn audit_checkpoints_are_delivered_without_request_content() {
         )
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+}
 
+/// The first event `receiver` got within 10 s: signed with `secret`, an `audit.checkpoint`
+/// without request content. Returns its payload.
+async fn checkpoint_event(receiver: &Receiver, secret: &str) -> Value {
     let received = receiver.wait_for(1, Duration::from_secs(10)).await;
     let (_, body, signature) = &received[0];
-    assert!(verify_signature(&secret, signature, body));
+    assert!(verify_signature(secret, signature, body));
     let text = String::from_utf8_lossy(body);
     assert!(!text.contains("Say hello"), "no prompt text in {text}");
     let payload: Value = serde_json::from_slice(body).unwrap_or_else(|err| panic!("{err}"));
-    assert_eq!(payload["type"], "audit.checkpoint");
+    assert_eq!(payload["type"], "audit.checkpoint", "{payload}");
     assert_eq!(payload["tenant_id"], Value::Null);
     assert!(payload["data"]["origin"].is_string(), "{payload}");
+    payload
+}
+
+#[tokio::test]
+async fn audit_checkpoints_are_delivered_without_request_content() {
+    let setup = checkpoint_webhook("checkpoint_every_records = 1").await;
+    chat_ok(&setup.gateway).await;
+    let payload = checkpoint_event(&setup.receiver, &setup.secret).await;
     assert!(
         payload["data"]["size"].as_u64().unwrap_or(0) >= 1,
         "{payload}"
@@ -668,34 +699,22 @@ async fn the_final_checkpoint_at_shutdown_reaches_the_outbox() {
     // No checkpoint is due while serving (none every record, none by time): the only one is
     // the final checkpoint written while the gateway shuts down. Its event must be kept in
     // the outbox (webhooks stop after the audit log) and delivered by the next start.
-    let receiver = Receiver::start(&[]).await;
-    let upstream = MockUpstream::start()
-        .await
-        .unwrap_or_else(|err| panic!("mock upstream: {err}"));
-    let config = format!(
-        "[audit]\ncheckpoint_every_records = 100000\ncheckpoint_every_seconds = 3600\n{}",
-        config_for_upstream(&upstream.base_url())
+    let mut setup =
+        checkpoint_webhook("checkpoint_every_records = 100000\ncheckpoint_every_seconds = 3600")
+            .await;
+    chat_ok(&setup.gateway).await;
+    assert_eq!(
+        setup.receiver.count(),
+        0,
+        "no checkpoint is due before shutdown"
     );
-    let mut first = TestGateway::spawn(&config, &[DEVELOPMENT])
-        .await
-        .unwrap_or_else(|err| panic!("gateway: {err:#}"));
-    let (_webhook_id, secret) =
-        create_webhook_for(&first, &receiver.url(), &["audit.checkpoint"]).await;
-    let answer = TestClient::new()
-        .post_json(
-            &first.url("/v1/chat/completions"),
-            &first.tenant_key,
-            &crate::chat_body(false),
-        )
-        .await;
-    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
-    assert_eq!(receiver.count(), 0, "no checkpoint is due before shutdown");
-    assert!(first.shutdown().await);
+    assert!(setup.gateway.shutdown().await);
+    let first = &setup.gateway;
 
     let database = first.database_url();
     let master_key = first.master_key.to_base64();
-    let second = TestGateway::spawn(
-        &config,
+    let _second = TestGateway::spawn(
+        &setup.config,
         &[
             DEVELOPMENT,
             ("FLOWGATE_DATABASE_URL", &database),
@@ -705,14 +724,9 @@ async fn the_final_checkpoint_at_shutdown_reaches_the_outbox() {
     )
     .await
     .unwrap_or_else(|err| panic!("second gateway: {err:#}"));
-    let received = receiver.wait_for(1, Duration::from_secs(10)).await;
-    let (_, body, signature) = &received[0];
-    assert!(verify_signature(&secret, signature, body));
-    let payload: Value = serde_json::from_slice(body).unwrap_or_else(|err| panic!("{err}"));
-    assert_eq!(payload["type"], "audit.checkpoint", "{payload}");
+    let payload = checkpoint_event(&setup.receiver, &setup.secret).await;
     // The request record and its completion record.
     assert_eq!(payload["data"]["size"], 2, "{payload}");
-    drop(second);
 }
 
 #[tokio::test]
