@@ -49,7 +49,8 @@ const KNOWN_DEFAULT_KEYS: &[&str] = &[
 /// A long key made of very few distinct characters (`aaaa…`, `0101…`) is not random.
 const MIN_DISTINCT_CHARS: usize = 10;
 const MIN_ADMIN_KEY_LEN: usize = 32;
-/// `server.busy_poll_us` when not configured: off until measured otherwise.
+/// `server.busy_poll_us` when not configured: off, since polling spends a core while traffic
+/// flows (docs/configuration.md).
 const DEFAULT_BUSY_POLL_US: u64 = 0;
 
 /// Builds the configuration from the file's text (if any) and a snapshot of the environment.
