@@ -44,13 +44,6 @@ async fn chat_with(gateway: &TestGateway, traceparent: Option<&str>) -> TestResp
     response
 }
 
-fn request_id(response: &TestResponse) -> String {
-    response
-        .header("x-request-id")
-        .unwrap_or_else(|| panic!("x-request-id missing"))
-        .to_owned()
-}
-
 /// Every log line of the process.
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -112,7 +105,7 @@ async fn the_access_log_carries_request_and_trace_ids_and_never_content() {
         .filter(|line| line["target"] == "flowgate::access")
         .collect();
     let line_of = |response: &TestResponse| {
-        let id = request_id(response);
+        let id = response.request_id();
         access
             .iter()
             .find(|line| line["request_id"] == id.as_str())

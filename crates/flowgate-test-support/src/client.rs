@@ -39,6 +39,16 @@ impl TestResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|value| value.to_str().ok())
     }
+
+    /// The `x-request-id` every gateway answer carries.
+    ///
+    /// # Panics
+    /// When the answer has none (a test failure).
+    pub fn request_id(&self) -> String {
+        self.header("x-request-id")
+            .unwrap_or_else(|| panic!("x-request-id missing"))
+            .to_owned()
+    }
 }
 
 impl Default for TestClient {

@@ -597,17 +597,8 @@ mod tests {
             format!("00-4bf92f3577b34da6a3ce929d0e0e4736-{attempt_id}-01").as_str()
         );
         trace.begin_open(Stage::Upstream);
-        let attributes = || RootAttributes {
-            request_id: "r".to_owned(),
-            tenant_id: None,
-            model: None,
-            provider: None,
-            stream: false,
-            status: 200,
-            error_code: None,
-        };
-        trace.finish(true, attributes);
-        trace.finish(true, attributes);
+        trace.finish(true, answered);
+        trace.finish(true, answered);
         let finished = receiver.try_recv().expect("one trace queued");
         assert!(receiver.try_recv().is_err(), "finished only once");
         assert_eq!(finished.name, "POST /v1/chat/completions");
@@ -617,6 +608,19 @@ mod tests {
         );
         let stages: Vec<Stage> = finished.spans.iter().map(|span| span.stage).collect();
         assert_eq!(stages, [Stage::Auth, Stage::Upstream]);
+    }
+
+    /// The root span's attributes of a plain answered request.
+    fn answered() -> RootAttributes {
+        RootAttributes {
+            request_id: "r".to_owned(),
+            tenant_id: None,
+            model: None,
+            provider: None,
+            stream: false,
+            status: 200,
+            error_code: None,
+        }
     }
 
     #[test]
@@ -647,15 +651,7 @@ mod tests {
         let (tracer, _receiver) = tracer(1.0);
         for _ in 0..6 {
             let trace = tracer.request(&HeaderMap::new());
-            trace.finish(true, || RootAttributes {
-                request_id: "r".to_owned(),
-                tenant_id: None,
-                model: None,
-                provider: None,
-                stream: false,
-                status: 200,
-                error_code: None,
-            });
+            trace.finish(true, answered);
         }
         let export = tracer.export.as_ref().expect("on");
         assert_eq!(export.dropped.load(Ordering::Relaxed), 2);

@@ -87,6 +87,16 @@ impl NatsServer {
     }
 }
 
+/// A private JetStream server (its storage in the returned directory) and a mock upstream.
+async fn nats_and_upstream() -> (tempfile::TempDir, NatsServer, MockUpstream) {
+    let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
+    let nats = NatsServer::start(free_port(), dir.path()).await;
+    let upstream = MockUpstream::start()
+        .await
+        .unwrap_or_else(|err| panic!("mock upstream: {err}"));
+    (dir, nats, upstream)
+}
+
 fn stream_config(url: &str, origin: &str) -> String {
     format!(
         "[audit]\norigin = \"{origin}\"\ncheckpoint_every_records = 16\ncheckpoint_every_seconds = 1\n\n[audit.stream]\nnats_url = \"{url}\"\nbatch_size = 40\npoll_interval_ms = 20\ndrain_timeout_ms = 10000\n"
@@ -294,12 +304,8 @@ async fn assert_stream_matches_store(url: &str, origin: &str, store: &dyn AuditS
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_record_arrives_once_across_a_nats_restart() {
-    let nats_dir = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
-    let nats = NatsServer::start(free_port(), nats_dir.path()).await;
+    let (_nats_dir, nats, upstream) = nats_and_upstream().await;
     let url = nats.url();
-    let upstream = MockUpstream::start()
-        .await
-        .unwrap_or_else(|err| panic!("mock upstream: {err}"));
     let origin = "stream-test.example/node-1";
     let gateway = gateway(&upstream, &url, origin, &[]).await;
     let store = audit_store(&gateway);
@@ -401,12 +407,8 @@ async fn every_record_arrives_once_across_a_nats_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_gateway_resumes_from_its_cursor() {
-    let nats_dir = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
-    let nats = NatsServer::start(free_port(), nats_dir.path()).await;
+    let (_nats_dir, nats, upstream) = nats_and_upstream().await;
     let url = nats.url();
-    let upstream = MockUpstream::start()
-        .await
-        .unwrap_or_else(|err| panic!("mock upstream: {err}"));
     let origin = "stream-test-restart";
     let database_dir = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
     let database = format!("sqlite://{}/shared.db", database_dir.path().display());

@@ -206,13 +206,6 @@ async fn chat_with(gateway: &TestGateway, trace: &[(&str, &str)], stream: bool) 
     response
 }
 
-fn request_id(response: &TestResponse) -> String {
-    response
-        .header("x-request-id")
-        .unwrap_or_else(|| panic!("x-request-id missing"))
-        .to_owned()
-}
-
 #[tokio::test]
 async fn a_traced_request_reaches_the_collector_with_its_stage_spans() {
     let (collector, endpoint) = Collector::start().await;
@@ -225,7 +218,7 @@ async fn a_traced_request_reaches_the_collector_with_its_stage_spans() {
         false,
     )
     .await;
-    let spans = collector.trace_of(&request_id(&response)).await;
+    let spans = collector.trace_of(&response.request_id()).await;
 
     let root = one(&spans, "POST /v1/chat/completions");
     assert_eq!(root["traceId"], TRACE_ID, "the caller's trace is continued");
@@ -340,7 +333,7 @@ async fn a_retried_request_has_one_attempt_span_per_upstream_call() {
         retry_after: None,
     });
     let response = chat_with(&gateway, &[], false).await;
-    let spans = collector.trace_of(&request_id(&response)).await;
+    let spans = collector.trace_of(&response.request_id()).await;
 
     let root = one(&spans, "POST /v1/chat/completions");
     assert!(
@@ -423,7 +416,7 @@ async fn an_unsampled_caller_is_followed_and_a_malformed_header_starts_a_new_tra
     .await;
     // The queue is first in, first out: once the second request's trace arrived, the first
     // one's would have too.
-    let spans = collector.trace_of(&request_id(&second)).await;
+    let spans = collector.trace_of(&second.request_id()).await;
     let root = one(&spans, "POST /v1/chat/completions");
     assert_ne!(root["traceId"], TRACE_ID, "a malformed header is ignored");
     assert!(root.get("parentSpanId").is_none());
@@ -445,7 +438,7 @@ async fn an_unsampled_caller_is_followed_and_a_malformed_header_starts_a_new_tra
         None,
         "no vendor state without the caller's trace"
     );
-    let first_id = request_id(&first);
+    let first_id = first.request_id();
     assert!(
         collector
             .spans()
@@ -465,7 +458,7 @@ async fn a_stream_is_traced_until_it_ends() {
         chunk_delay: Duration::from_millis(20),
     });
     let response = chat_with(&gateway, &[], true).await;
-    let spans = collector.trace_of(&request_id(&response)).await;
+    let spans = collector.trace_of(&response.request_id()).await;
     let root = one(&spans, "POST /v1/chat/completions");
     assert_eq!(attribute(root, "flowgate.stream"), Some(Value::from(true)));
     let body = one(&spans, "upstream");
