@@ -25,6 +25,10 @@ use flowgate_config::AuditOnFull;
 use flowgate_store::AuditEntry;
 
 use super::spool::{Spool, SpoolError, SpooledBatch, SpooledCheckpoint, SpooledSubtree};
+
+/// The most unstored journal bytes before the store thread counts as behind (and leaves the
+/// idle scheduling class: `background`).
+const BEHIND_BYTES: u64 = 4 * 1024 * 1024;
 use super::writer::{Batch, WriterGauges, canonical_text, stored};
 use super::{AuditError, now_ms};
 
@@ -106,6 +110,8 @@ pub(super) struct Journal {
     /// The stored form of the frame being built (reused: no allocation per record).
     scratch: SegmentBatch,
     max_bytes: u64,
+    /// Unstored bytes past which the store thread counts as behind.
+    behind_bytes: u64,
     on_full: AuditOnFull,
     gauges: Arc<WriterGauges>,
     /// Records dropped while full (`serve`), not yet counted by a gap marker.
@@ -150,6 +156,7 @@ impl Journal {
             unwritten: None,
             scratch: SegmentBatch::default(),
             max_bytes,
+            behind_bytes: (max_bytes / 4).min(BEHIND_BYTES),
             on_full,
             gauges,
             dropped: 0,
@@ -267,6 +274,17 @@ impl Journal {
     /// Bytes journaled that the store has not taken.
     pub fn unstored_bytes(&self) -> u64 {
         self.closed_bytes + self.active.len()
+    }
+
+    /// Whether the store is behind: the journal holds more than a quarter of its bound (at
+    /// most 4 MiB, a few thousand records) that the store has not taken.
+    pub fn is_behind(&self) -> bool {
+        self.unstored_bytes() > self.behind_bytes
+    }
+
+    /// Whether the store has caught up after being behind (half the mark: no flapping).
+    pub fn has_caught_up(&self) -> bool {
+        self.unstored_bytes() <= self.behind_bytes / 2
     }
 
     /// Whether new records meet `on_full`.
@@ -513,6 +531,29 @@ mod tests {
         assert_eq!(gap.gap.map(|gap| gap.lost), Some(2));
         journal.stop();
         assert_eq!(journal.append(&record(4)), Err(AuditError::Closed));
+    }
+
+    #[test]
+    fn the_store_is_behind_past_a_quarter_of_the_bound_and_caught_up_below_an_eighth() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut journal = journal(dir.path(), 64 * 1024, AuditOnFull::Refuse);
+        let mut n = 0;
+        while !journal.is_behind() {
+            assert!(!journal.is_full());
+            journal.append(&record(n)).expect("append");
+            n += 1;
+        }
+        assert!(journal.unstored_bytes() > 16 * 1024);
+        assert!(
+            journal.unstored_bytes() < 17 * 1024,
+            "one record past the mark"
+        );
+        assert!(!journal.has_caught_up());
+        journal.rotate();
+        for (path, _) in journal.take_closed() {
+            journal.segment_stored(&path);
+        }
+        assert!(journal.has_caught_up() && !journal.is_behind());
     }
 
     #[test]

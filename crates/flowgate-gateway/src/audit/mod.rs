@@ -13,6 +13,7 @@
 //! `AuditError::Dropped` and a gap marker counting the lost records is logged before the next
 //! batch. Leaves out: streaming to NATS/Kafka (`sink`), HTTP (see `admin::audit`).
 
+mod background;
 mod journal;
 pub mod sink;
 mod spool;
@@ -275,6 +276,8 @@ struct Shared {
     spool_capacity: Option<u64>,
     /// Journal mode: `submit` journals records itself (the writer thread only stores them).
     journal: Option<Arc<std::sync::Mutex<journal::Journal>>>,
+    /// The journal's store thread's scheduling class (promoted when it falls behind).
+    background: Arc<background::Background>,
     origin: String,
     verifier: NoteVerifier,
     store: Arc<dyn AuditStore>,
@@ -381,6 +384,11 @@ impl AuditLog {
         let (finished, finished_receiver) = oneshot::channel();
         let tick = Duration::from_millis(settings.policy.every_ms.get().min(60_000));
         let max_batch = settings.max_batch.max(1);
+        let background = Arc::new(if journal_settings.is_some() {
+            background::Background::probe()
+        } else {
+            background::Background::normal()
+        });
         let journal = match journal_settings {
             Some(journal_settings) => {
                 let journal = Arc::new(std::sync::Mutex::new(journal::Journal::new(
@@ -405,6 +413,7 @@ impl AuditLog {
                     // indices since then is a conflict, never taken for ours.
                     tail,
                     conflicted: false,
+                    background: Arc::clone(&background),
                 };
                 std::thread::Builder::new()
                     .name("flowgate-audit".to_owned())
@@ -445,6 +454,7 @@ impl AuditLog {
                 gauges,
                 spool_capacity: settings.spool.map(|spool| spool.max_bytes),
                 journal,
+                background,
                 origin,
                 verifier,
                 store,
@@ -477,10 +487,11 @@ impl AuditLog {
             return Err(AuditError::Closed);
         }
         if let Some(journal) = &self.shared.journal {
-            let index = journal
-                .lock()
-                .map_err(|_| AuditError::Unavailable)?
-                .append(&record)?;
+            let mut journal = journal.lock().map_err(|_| AuditError::Unavailable)?;
+            let index = journal.append(&record)?;
+            if journal.is_behind() {
+                self.shared.background.promote();
+            }
             return Ok(AuditReceipt(Receipt::Journaled(index)));
         }
         let (done, receipt) = oneshot::channel();
@@ -583,6 +594,12 @@ impl AuditLog {
     pub fn backlog(&self) -> (usize, usize) {
         let queued = self.shared.gauges.queued.load(Ordering::Relaxed);
         (queued.min(self.shared.capacity), self.shared.capacity)
+    }
+
+    /// Whether the journal's store thread runs in the idle scheduling class now (it keeps
+    /// up, and the process may move it back: `background`).
+    pub fn stores_in_background(&self) -> bool {
+        self.shared.background.is_idle()
     }
 
     /// The disk spool: (bytes held, capacity), `None` without a spool. Bytes above zero mean

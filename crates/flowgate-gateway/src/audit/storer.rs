@@ -16,14 +16,11 @@ use flowgate_store::{AuditAppender, LogTail, StoreError};
 use tokio::sync::oneshot;
 
 use super::CheckpointHook;
+use super::background::Background;
 use super::journal::{Journal, SegmentBatch};
 use super::spool::Spool;
 use super::writer::{Pending, ReplayError, WriterGauges, replay_spool, store_once};
 
-/// How long journaled records wait for the store at most: the records journaled meanwhile
-/// share one transaction (at 2,000 requests/s a few dozen), and none of their requests waits
-/// for it.
-pub(super) const STORE_EVERY: Duration = Duration::from_millis(5);
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -46,6 +43,9 @@ pub(super) struct Storer {
     /// Another writer appended to this origin: storing stops for good (a replay would take
     /// its records for ours), the journal keeps ours, and `on_full` applies in the end.
     pub conflicted: bool,
+    /// Its scheduling class: idle while it keeps up, normal while behind. Records wait
+    /// `background.period()` at most (none of their requests waits for the store).
+    pub background: Arc<Background>,
 }
 
 impl Storer {
@@ -54,10 +54,12 @@ impl Storer {
         let mut retry_at = Instant::now();
         let mut backoff = FIRST_BACKOFF;
         let mut behind = false;
+        self.background.enter();
+        let period = self.background.period();
         loop {
             let mut closed = self.gauges.closed.load(Ordering::Acquire);
             if !closed {
-                let wait = STORE_EVERY.min(next_tick.saturating_duration_since(Instant::now()));
+                let wait = period.min(next_tick.saturating_duration_since(Instant::now()));
                 if let Err(RecvTimeoutError::Disconnected) = self.wake.recv_timeout(wait) {
                     closed = true;
                 }
@@ -77,6 +79,13 @@ impl Storer {
                     Ok(()) => {
                         behind = false;
                         backoff = FIRST_BACKOFF;
+                        if self
+                            .journal
+                            .lock()
+                            .is_ok_and(|journal| journal.has_caught_up())
+                        {
+                            self.background.enter();
+                        }
                     }
                     Err(ReplayError::Store(StoreError::Conflict { .. })) => {
                         tracing::error!(origin = %self.origin, "another writer appended to this audit log: storing stops and records stay in the journal (give every node its own [audit] origin)");

@@ -5,6 +5,7 @@
 //! and the log verifies with nothing missing. A full spool refuses (`refuse`) or drops with a
 //! gap marker (`serve`); records left in the spool at shutdown are replayed at the next start.
 
+use crate::wait_until;
 use flowgate_audit::record::{AuditRecord, RecordKind};
 use flowgate_audit::source::verify_source;
 use flowgate_audit::verify::VerifyOptions;
@@ -15,7 +16,7 @@ use flowgate_test_support::TcpRelay;
 use std::net::SocketAddr;
 use std::num::NonZeroU64;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn postgres_url() -> String {
     std::env::var("FLOWGATE_TEST_POSTGRES_URL")
@@ -148,14 +149,6 @@ async fn load(
         outcomes.push((i, outcome));
     }
     outcomes
-}
-
-async fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Every record stored in `origin`, in index order: (index, request id, kind).

@@ -1,10 +1,12 @@
 //! Health, readiness, graceful shutdown, and what the database holds.
 
-use crate::{chat_body, setup, setup_with};
+use crate::{chat_body, setup, setup_with, wait_until};
 use flowgate_test_support::client::next_chunk;
 use flowgate_test_support::{Behaviour, TestClient};
 use http::{Method, StatusCode};
 use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(20);
 
 #[tokio::test]
 async fn health_and_readiness() {
@@ -69,6 +71,18 @@ async fn the_journal_answers_while_the_database_is_locked_then_refuses_when_full
     let (_upstream, gateway) = setup_with("[audit]\nspool_max_bytes = 65536\n").await;
     let client = TestClient::new();
     let url = gateway.url("/v1/chat/completions");
+    let audit = gateway
+        .gateway()
+        .unwrap_or_else(|| panic!("gateway running"))
+        .state
+        .audit()
+        .clone();
+    // The store thread keeps up in the idle scheduling class (the suite runs as root, which
+    // may move it back)...
+    wait_until("the store thread in the background", WAIT, || {
+        audit.stores_in_background()
+    })
+    .await;
     let lock = hold_write_lock(&gateway);
     let answered = client
         .post_json(&url, &gateway.tenant_key, &chat_body(false))
@@ -103,6 +117,8 @@ async fn the_journal_answers_while_the_database_is_locked_then_refuses_when_full
         .await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready.json()["failing"], serde_json::json!(["audit_writer"]));
+    // ... and left it once the journal held a quarter of its bound.
+    assert!(!audit.stores_in_background());
 
     // Once the database takes writes again, the journal reaches it and requests are served.
     drop(lock);
@@ -131,6 +147,11 @@ async fn the_journal_answers_while_the_database_is_locked_then_refuses_when_full
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Caught up: back in the background.
+    wait_until("the store thread back in the background", WAIT, || {
+        audit.stores_in_background()
+    })
+    .await;
 }
 
 /// Takes the SQLite database's write lock from another connection (as another process

@@ -24,6 +24,19 @@ mod webhooks;
 use flowgate_test_support::gateway::config_for_upstream;
 use flowgate_test_support::{MockUpstream, TestClient, TestGateway, TestResponse};
 
+/// Waits (polling every 20 ms) until `done` holds; fails the test naming `what` after
+/// `timeout`.
+pub async fn wait_until(what: &str, timeout: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// A mock upstream and a gateway routed to it.
 pub async fn setup() -> (MockUpstream, TestGateway) {
     setup_with("").await

@@ -4,7 +4,7 @@
 //! itself when it is back, and then counts limits cluster-wide again: two gateways sharing
 //! it admit exactly the tenant's burst in total. The shared server on 6379 is never touched.
 
-use crate::chat_body;
+use crate::{chat_body, wait_until};
 use flowgate_ratelimit::{Limiter, RedisHealth};
 use flowgate_test_support::gateway::config_for_upstream;
 use flowgate_test_support::{MockUpstream, TestClient, TestGateway};
@@ -14,6 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(15);
 
 /// A `redis-server` owned by this test, on its own port, killed on drop.
 struct ThrowawayRedis {
@@ -76,14 +78,6 @@ async fn fallback_gauge(gateway: &TestGateway) -> String {
         .to_owned()
 }
 
-async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn spawn(upstream: &MockUpstream, env: &[(&str, &str)]) -> TestGateway {
     TestGateway::spawn(&config_for_upstream(&upstream.base_url()), env)
         .await
@@ -133,19 +127,19 @@ async fn redis_killed_during_load_falls_back_then_limits_are_cluster_wide_again(
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     drop(server);
-    wait_until("the limiter to fall back", || {
+    wait_until("the limiter to fall back", WAIT, || {
         health(&first).fallback_active
     })
     .await;
     let local_before = health(&first).fallback_admissions_total;
-    wait_until("requests admitted by local limits", || {
+    wait_until("requests admitted by local limits", WAIT, || {
         health(&first).fallback_admissions_total > local_before + 5
     })
     .await;
     assert_eq!(fallback_gauge(&first).await, "1", "the metric says so");
 
     let _restarted = ThrowawayRedis::start(port, dir.path());
-    wait_until("recovery", || !health(&first).fallback_active).await;
+    wait_until("recovery", WAIT, || !health(&first).fallback_active).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     stop.store(true, Ordering::Release);
     let statuses = load.await.unwrap_or_else(|err| panic!("load task: {err}"));
