@@ -36,7 +36,10 @@ pub(super) struct Background {
     capable: bool,
     /// The store thread, once it has started.
     thread: OnceLock<ThreadId>,
-    /// Whether the store thread is in the idle class now.
+    /// Whether the store thread is in the idle class now. `enter` sets the class before the
+    /// flag and `promote` clears the flag before the class: whatever their interleaving, a
+    /// false flag means normal priority (a thread left idle always has the flag set, so the
+    /// next promotion reaches it).
     idle: AtomicBool,
 }
 

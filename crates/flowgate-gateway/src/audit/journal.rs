@@ -25,12 +25,12 @@ use flowgate_config::AuditOnFull;
 use flowgate_store::AuditEntry;
 
 use super::spool::{Spool, SpoolError, SpooledBatch, SpooledCheckpoint, SpooledSubtree};
+use super::writer::{Batch, WriterGauges, canonical_text, stored};
+use super::{AuditError, now_ms};
 
 /// The most unstored journal bytes before the store thread counts as behind (and leaves the
 /// idle scheduling class: `background`).
 const BEHIND_BYTES: u64 = 4 * 1024 * 1024;
-use super::writer::{Batch, WriterGauges, canonical_text, stored};
-use super::{AuditError, now_ms};
 
 /// The journal segment `seq` of the spool file `spool_path`.
 fn segment_path(spool_path: &Path, seq: u64) -> PathBuf {
