@@ -1,6 +1,6 @@
-//! The journal's store thread (journal mode): every `Background::period` (50 ms in the idle scheduling
-//! class, else 5 ms: `background`), or when woken, it closes
-//! the active journal segment and moves the closed ones into the store, oldest first, several
+//! The journal's store thread (journal mode): every `Background::period` (50 ms in the idle
+//! scheduling class, else 5 ms: `background`), or when woken, it closes the active journal
+//! segment and moves the closed ones into the store, oldest first, several
 //! frames to a transaction, deleting each once stored; it also journals the checkpoints due by
 //! time and announces the stored ones. While the store fails, segments wait and attempts back
 //! off; the journal's bound then decides (`on_full`). At shutdown it journals the final
