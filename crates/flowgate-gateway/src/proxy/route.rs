@@ -127,8 +127,8 @@ fn httpdate_seconds(text: &str) -> Option<u64> {
 fn backoff(base: Duration, retry: u32) -> Duration {
     let full = base.saturating_mul(1 << retry.min(3));
     let half = full / 2;
-    let [a, b, c, d] = flowgate_types::random_bytes::<4>();
-    let fraction = f64::from(u32::from_le_bytes([a, b, c, d])) / f64::from(u32::MAX);
+    let high = u32::try_from(flowgate_types::fast_random() >> 32).unwrap_or(u32::MAX);
+    let fraction = f64::from(high) / f64::from(u32::MAX);
     half + half.mul_f64(fraction)
 }
 
@@ -138,7 +138,7 @@ pub async fn dispatch<'a>(
     call: &mut Call,
     context: &mut RequestContext,
 ) -> Result<Dispatched<'a>, ApiError> {
-    let draw = u64::from_le_bytes(flowgate_types::random_bytes::<8>());
+    let draw = flowgate_types::fast_random();
     let mut last_error: Option<ApiError> = None;
     for (position, route) in model.order(draw).enumerate() {
         let more_routes = position + 1 < model.routes.len();

@@ -20,8 +20,8 @@ pub mod traceparent;
 use crate::proxy::context::RequestContext;
 use flowgate_config::{OtlpConfig, TelemetryConfig};
 use flowgate_providers::Upstream;
+use flowgate_types::fast_random;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use std::cell::Cell;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -89,21 +89,6 @@ impl fmt::Display for SpanId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt_hex(&self.0, f)
     }
-}
-
-thread_local! {
-    /// wyrand state per thread, seeded once from the operating system.
-    static RANDOM: Cell<u64> = Cell::new(u64::from_le_bytes(flowgate_types::random_bytes::<8>()));
-}
-
-/// A fast non-cryptographic random number (wyrand): ids only need to be unique, not secret.
-fn fast_random() -> u64 {
-    RANDOM.with(|state| {
-        let next = state.get().wrapping_add(0xa076_1d64_78bd_642f);
-        state.set(next);
-        let product = u128::from(next) * u128::from(next ^ 0xe703_7ed1_a0b4_28db);
-        ((product >> 64) as u64) ^ (product as u64)
-    })
 }
 
 /// A pipeline stage with a span of its own.
