@@ -2,7 +2,8 @@
 # Where the governed overhead goes: one gateway per configuration (tenant preset none/default
 # x audit log off/on), each driven closed loop over one connection and at 2,000 requests/s
 # for 5 s, with the gateway's CPU time per request from `perf stat -e task-clock`. Uses the
-# release binaries bench/overhead.sh builds (set BIN to their folder). Same pinning: gateway on
+# release binaries bench/overhead.sh builds (or, with BIN set, the binaries in that folder,
+# unbuilt: for an A/B of two builds). Same pinning: gateway on
 # CPU 1, mock and load generator on CPU 0. RECORD="default true" records a `perf record -g`
 # profile of that configuration to /tmp/perf.data. ACK=store acknowledges audit records once
 # stored instead of once journaled (the default). Each line also gives the mean of the gateway's
@@ -14,7 +15,9 @@
 #   bench/decompose.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -p flowgate-cli -p flowgate-test-support --bins >&2
+if [ -z "${BIN:-}" ]; then
+  cargo build --release -p flowgate-cli -p flowgate-test-support --bins >&2
+fi
 bin="${BIN:-$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release}"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -2,6 +2,7 @@
 # The governed-overhead benchmark. One command:
 #
 #   bench/overhead.sh [--rates "500 2000 5000"] [--duration 10] [--max "2000 4000 ..."]
+#                     [--halt-poll NS]
 #
 # Starts the fast mock upstream (flowgate-mock-upstream: a fixed OpenAI answer or stream) and
 # drives, with flowgate-loadgen (open loop at fixed rates over 32 keep-alive connections,
@@ -29,6 +30,11 @@
 # BENCH_POSTGRES_URL set (e.g. postgres://root@127.0.0.1:5432/test) each gateway keeps its
 # state and audit log in PostgreSQL, in a fresh schema created (and dropped) with psql.
 #
+# --halt-poll NS sets the guest's halt polling (cpuidle-haltpoll's guest_halt_poll_ns: an idle
+# vCPU polls up to NS before it halts; the kernel's default is 200000) for the whole run and
+# restores the machine's value at exit. It applies to every path, direct included. The table's
+# header line names the setting each run had.
+#
 # CPU pinning on the 2-core machine: the gateway alone on CPU 1 (`taskset -c 1`), the mock
 # and the load generator together on CPU 0. Prints a Markdown table, RSS (idle after start,
 # peak at the end) per gateway, and writes the raw JSON under bench/results/.
@@ -38,11 +44,14 @@ cd "$(dirname "$0")/.."
 rates="500 2000 5000"
 duration=10
 ladder="2000 4000 6000 8000 10000 12000"
+halt_poll=""
+halt_param=/sys/module/haltpoll/parameters/guest_halt_poll_ns
 while [ $# -gt 0 ]; do
   case "$1" in
     --rates) rates="$2"; shift 2 ;;
     --duration) duration="$2"; shift 2 ;;
     --max) ladder="$2"; shift 2 ;;
+    --halt-poll) halt_poll="$2"; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -61,8 +70,20 @@ cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for schema in "${schemas[@]}"; do psql -q "$BENCH_POSTGRES_URL" -c "DROP SCHEMA $schema CASCADE" >/dev/null 2>&1 || true; done
   rm -rf "$work"
+  if [ -n "${saved_halt_poll:-}" ]; then echo "$saved_halt_poll" > "$halt_param"; fi
 }
 trap cleanup EXIT
+
+if [ -n "$halt_poll" ]; then
+  if [ ! -w "$halt_param" ]; then
+    echo "--halt-poll needs the cpuidle-haltpoll driver and root: $halt_param is not writable" >&2
+    exit 2
+  fi
+  saved_halt_poll="$(cat "$halt_param")"
+  echo "$halt_poll" > "$halt_param"
+fi
+idle_driver="$(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null || echo none)"
+if [ -r "$halt_param" ]; then idle_driver="$idle_driver, guest_halt_poll_ns $(cat "$halt_param")"; fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
@@ -85,6 +106,31 @@ load() { # url rate connections body [header] -> JSON line
     --duration "$duration" --warmup 2 --body "$payload" "$@"
 }
 
+load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
+# What one wake-up across the two CPUs costs on this machine: a pipe round trip between two
+# processes pinned to CPU 0 and CPU 1, against both on CPU 0 (microseconds, 20,000 trips).
+pipe_round_trip() { # cpu_a cpu_b
+  python3 - "$1" "$2" <<'PY'
+import os, sys, time
+a, b, n = int(sys.argv[1]), int(sys.argv[2]), 20000
+r1, w1 = os.pipe(); r2, w2 = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.sched_setaffinity(0, {b})
+    for _ in range(n + 1):
+        os.read(r1, 1); os.write(w2, b"x")
+    os._exit(0)
+os.sched_setaffinity(0, {a})
+os.write(w1, b"x"); os.read(r2, 1)
+start = time.perf_counter()
+for _ in range(n):
+    os.write(w1, b"x"); os.read(r2, 1)
+elapsed = time.perf_counter() - start
+os.waitpid(pid, 0)
+print(f"{elapsed / n * 1e6:.1f}")
+PY
+}
+round_trips="pipe round trip between CPU 0 and CPU 1: $(pipe_round_trip 0 1) us, within CPU 0: $(pipe_round_trip 0 0) us"
 echo "[" > "$out"
 first=1
 emit() { if [ $first -eq 0 ]; then echo "," >> "$out"; fi; first=0; echo "{\"scenario\":\"$1\",\"result\":$2}" >> "$out"; }
@@ -201,6 +247,8 @@ run_gateway auth-poll false none 2000
 run_gateway governed-poll true default 2000
 echo "]" >> "$out"
 
+echo "cpuidle: $idle_driver; load average before the run: $load_before; $round_trips"
+echo
 python3 - "$out" <<'PY'
 import json, sys
 rows = json.load(open(sys.argv[1]))
