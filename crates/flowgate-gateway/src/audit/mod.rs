@@ -282,6 +282,8 @@ struct Shared {
     verifier: NoteVerifier,
     store: Arc<dyn AuditStore>,
     finished: std::sync::Mutex<Option<oneshot::Receiver<()>>>,
+    /// `submit_after_answer` tasks not yet run; `shutdown` waits for them.
+    after_answer: tokio_util::task::TaskTracker,
 }
 
 /// The node's audit log handle; cheap to clone.
@@ -296,6 +298,9 @@ fn now_ms() -> u64 {
 
 /// Longest wait of `AuditLog::stored` for the store thread's round.
 const STORED_WAIT: Duration = Duration::from_secs(5);
+/// Longest wait of `AuditLog::shutdown` for completion records handed over as answers left
+/// (each is one journal append, so only a stalled process reaches it).
+const AFTER_ANSWER_WAIT: Duration = Duration::from_secs(5);
 
 /// How long one store attempt of the writer may take when the store is driven through the
 /// runtime (PostgreSQL) before the batch is spooled instead.
@@ -459,6 +464,7 @@ impl AuditLog {
                 verifier,
                 store,
                 finished: std::sync::Mutex::new(Some(finished_receiver)),
+                after_answer: tokio_util::task::TaskTracker::new(),
             }),
         })
     }
@@ -479,6 +485,29 @@ impl AuditLog {
     /// As `submit`.
     pub fn submit_deferred(&self, record: AuditRecord) -> Result<(), AuditError> {
         self.enqueue(record, false).map(drop)
+    }
+
+    /// Queues a completion record once the current task yields: called as an answer is
+    /// returned, it runs after the connection's task has written that answer, so the record's
+    /// journal write is not part of the answer's latency. `shutdown` waits for these. Outside
+    /// a runtime it submits at once. A record the log does not take is logged, not returned:
+    /// nobody waits for it, and the log's gap marker counts it.
+    pub fn submit_after_answer(&self, record: AuditRecord, request_id: &flowgate_types::RequestId) {
+        let submit = |log: &Self, record: AuditRecord, request_id: &flowgate_types::RequestId| {
+            if let Err(err) = log.submit_deferred(record) {
+                tracing::warn!(request_id = %request_id, error = %err, "completion audit record not queued");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let log = self.clone();
+                let request_id = request_id.clone();
+                self.shared
+                    .after_answer
+                    .spawn_on(async move { submit(&log, record, &request_id) }, &runtime);
+            }
+            Err(_) => submit(self, record, request_id),
+        }
     }
 
     fn enqueue(&self, record: AuditRecord, urgent: bool) -> Result<AuditReceipt, AuditError> {
@@ -546,6 +575,14 @@ impl AuditLog {
     /// Flushes everything queued, publishes a final checkpoint and stops the writer. Later
     /// submits fail with `Closed`. Idempotent.
     pub async fn shutdown(&self) {
+        let after_answer = &self.shared.after_answer;
+        after_answer.close();
+        if tokio::time::timeout(AFTER_ANSWER_WAIT, after_answer.wait())
+            .await
+            .is_err()
+        {
+            tracing::error!("completion records still pending at shutdown");
+        }
         self.shared.gauges.closed.store(true, Ordering::Release);
         // Wake the writer if it waits for records; when the queue is full it is busy and
         // sees `closed` on its next round.

@@ -236,12 +236,10 @@ impl RequestContext {
         });
         self.report_policy();
         if let Some(audit) = &self.audit {
-            // The request-side record is already durable; a lost completion record (full
-            // queue) is counted by the log's gap marker.
+            // The request-side record is already durable; the completion record is journaled
+            // once the answer is written.
             let record = crate::proxy::record::completion_record(self, status);
-            if let Err(err) = audit.submit_deferred(record) {
-                tracing::warn!(request_id = %self.request_id, error = %err, "completion audit record not queued");
-            }
+            audit.submit_after_answer(record, &self.request_id);
         }
         self.trace.finish(status < 500, || {
             crate::trace::RootAttributes::of(self, status, error_code)

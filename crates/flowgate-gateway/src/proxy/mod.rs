@@ -251,19 +251,24 @@ async fn infer(state: AppState, request: Request, endpoint: Endpoint) -> Respons
         let violation = context.screening.violation(Phase::Request);
         return context.fail(violation);
     }
-    let receipt = audited.then(|| {
+    let request_record = audited.then(|| {
         context.audit = Some(state.audit().clone());
-        state
-            .audit()
-            .submit(record::request_record(&context, request_content, None))
+        record::request_record(&context, request_content, None)
     });
     // Stage 6: routing, concurrently with the audit write.
     let audit = &state.config().audit;
-    let audit_span = receipt.as_ref().and_then(|_| context.trace.begin());
+    let audit_span = request_record.as_ref().and_then(|_| context.trace.begin());
     let (dispatched, (durable, audit_span)) =
         tokio::join!(route::dispatch(&model, &mut call, &mut context), async {
-            let durable = match receipt {
-                Some(receipt) => durable_index(receipt, audit.durable_timeout, audit.on_full).await,
+            let durable = match request_record {
+                Some(request_record) => {
+                    // `join!` polls the dispatch first, which hands the upstream request to
+                    // its connection's task; yielding lets that task write it, so the journal
+                    // write below overlaps the upstream's work instead of delaying it.
+                    tokio::task::yield_now().await;
+                    let receipt = state.audit().submit(request_record);
+                    durable_index(receipt, audit.durable_timeout, audit.on_full).await
+                }
                 None => Ok(None),
             };
             // The audit span ends when the record is durable, not when routing ends.

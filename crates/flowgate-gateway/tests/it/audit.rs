@@ -694,3 +694,47 @@ async fn deferred_records_are_stored_alone_or_with_the_next_urgent_one_in_order(
         ]
     );
 }
+
+/// Completion records handed over as answers are returned are journaled after the current
+/// task yields; a shutdown right behind them still waits for every one. On a current-thread
+/// runtime they cannot run before `shutdown` yields, so a shutdown that closed the log first
+/// would lose them all.
+#[tokio::test(flavor = "current_thread")]
+async fn shutdown_waits_for_completion_records_submitted_after_answers() {
+    let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
+    let store = sqlite_store(dir.path()).await;
+    let settings = AuditSettings {
+        spool: Some(SpoolSettings {
+            path: dir.path().join("journal").join("log.spool"),
+            max_bytes: 1 << 20,
+            acknowledge: AuditAcknowledge::Journal,
+        }),
+        ..settings(256, AuditOnFull::Refuse)
+    };
+    let log = AuditLog::start(store.clone(), settings)
+        .await
+        .unwrap_or_else(|err| panic!("start: {err}"));
+    for i in 0..50u64 {
+        let request_id = flowgate_types::RequestId::new(format!("req-{i}"));
+        log.submit_after_answer(record(i, "t1"), &request_id);
+    }
+    log.shutdown().await;
+    assert_eq!(verified_size(&log).await, 50);
+    let rows = store
+        .list_audit(
+            log.origin(),
+            &AuditFilter {
+                limit: 100,
+                ..AuditFilter::default()
+            },
+        )
+        .await
+        .unwrap_or_else(|err| panic!("list: {err}"));
+    for i in 0..50u64 {
+        let id = format!("\"req-{i}\"");
+        assert!(
+            rows.iter().any(|row| row.record.contains(&id)),
+            "{id} missing"
+        );
+    }
+}
