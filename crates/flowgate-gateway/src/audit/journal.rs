@@ -31,9 +31,14 @@ use super::{AuditError, now_ms};
 /// The most unstored journal bytes before the store thread counts as behind (and leaves the
 /// idle scheduling class: `background`).
 const BEHIND_BYTES: u64 = 4 * 1024 * 1024;
+/// How long the active segment may go without being closed (the store thread closes it every
+/// `Background::period`) before the store thread counts as behind: in the idle scheduling
+/// class it can be starved by a busy machine, and a trickle of records never reaches the bytes
+/// mark.
+const STALE_MS: u64 = 500;
 
 /// The journal segment `seq` of the spool file `spool_path`.
-fn segment_path(spool_path: &Path, seq: u64) -> PathBuf {
+pub(super) fn segment_path(spool_path: &Path, seq: u64) -> PathBuf {
     let mut name = spool_path.as_os_str().to_owned();
     name.push(format!(".{seq}"));
     PathBuf::from(name)
@@ -112,6 +117,10 @@ pub(super) struct Journal {
     max_bytes: u64,
     /// Unstored bytes past which the store thread counts as behind.
     behind_bytes: u64,
+    /// When the first record went into the active segment (`None`: none yet), and when the
+    /// latest did (ms since the epoch): the active segment's age.
+    active_since_ms: Option<u64>,
+    last_append_ms: u64,
     on_full: AuditOnFull,
     gauges: Arc<WriterGauges>,
     /// Records dropped while full (`serve`), not yet counted by a gap marker.
@@ -157,6 +166,8 @@ impl Journal {
             scratch: SegmentBatch::default(),
             max_bytes,
             behind_bytes: (max_bytes / 4).min(BEHIND_BYTES),
+            active_since_ms: None,
+            last_append_ms: 0,
             on_full,
             gauges,
             dropped: 0,
@@ -183,7 +194,10 @@ impl Journal {
         let mut frame = self.frame();
         self.push_gap(&mut frame, now);
         let index = self.push(&mut frame, record, now);
-        self.write(frame).map(|()| index)
+        self.write(frame)?;
+        self.active_since_ms.get_or_insert(now);
+        self.last_append_ms = now;
+        Ok(index)
     }
 
     /// Journals the checkpoint due by time, if any (the store thread's timer).
@@ -222,6 +236,7 @@ impl Journal {
                     &mut self.active_records,
                     self.keep.then(SegmentBatch::default),
                 );
+                self.active_since_ms = None;
                 self.closed_bytes += done.len();
                 self.closed.push_back(ClosedSegment {
                     path: done.path().to_owned(),
@@ -277,9 +292,14 @@ impl Journal {
     }
 
     /// Whether the store is behind: the journal holds more than a quarter of its bound (at
-    /// most 4 MiB, a few thousand records) that the store has not taken.
+    /// most 4 MiB, a few thousand records) that the store has not taken, or the latest record
+    /// went into a segment whose first record came more than `STALE_MS` earlier (the store
+    /// thread has not closed it for that long).
     pub fn is_behind(&self) -> bool {
         self.unstored_bytes() > self.behind_bytes
+            || self
+                .active_since_ms
+                .is_some_and(|since| self.last_append_ms.saturating_sub(since) > STALE_MS)
     }
 
     /// Whether the store has caught up after being behind (half the mark: no flapping).
@@ -554,6 +574,28 @@ mod tests {
             journal.segment_stored(&path);
         }
         assert!(journal.has_caught_up() && !journal.is_behind());
+    }
+
+    #[test]
+    fn the_store_is_behind_when_the_active_segment_has_not_been_closed_for_long() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut journal = journal(dir.path(), 64 * 1024 * 1024, AuditOnFull::Refuse);
+        journal.append(&record(0)).expect("append");
+        journal.append(&record(1)).expect("append");
+        assert!(!journal.is_behind(), "a fresh segment of two records");
+        // The first record of the active segment came longer ago than the mark: as if the
+        // store thread had not run since.
+        journal.active_since_ms = Some(now_ms() - STALE_MS - 1);
+        journal.append(&record(2)).expect("append");
+        assert!(journal.is_behind());
+        assert!(
+            journal.has_caught_up(),
+            "a few bytes: once stored, it goes back"
+        );
+        // Closing the segment (what the store thread does every period) resets the age.
+        journal.rotate();
+        journal.append(&record(3)).expect("append");
+        assert!(!journal.is_behind());
     }
 
     #[test]

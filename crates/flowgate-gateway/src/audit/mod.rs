@@ -566,8 +566,11 @@ impl AuditLog {
             Ok(mut flushes) => flushes.push(done),
             Err(_) => return,
         }
-        // Wake the store thread. Bounded: a round that retries a slow store, or a thread that
-        // stopped meanwhile, must not hold a reader forever.
+        // Wake the store thread, at normal priority: a reader waits for it (in the idle
+        // class a busy machine could starve it; it goes back once it has caught up). Bounded:
+        // a round that retries a slow store, or a thread that stopped meanwhile, must not
+        // hold a reader forever.
+        self.shared.background.promote();
         let _ = self.shared.sender.try_send(None);
         let _ = tokio::time::timeout(STORED_WAIT, flushed).await;
     }

@@ -154,6 +154,38 @@ async fn the_journal_answers_while_the_database_is_locked_then_refuses_when_full
     .await;
 }
 
+#[tokio::test]
+async fn a_reader_waiting_for_the_store_takes_the_store_thread_out_of_the_background() {
+    // In the idle scheduling class a busy machine can starve the store thread; a read of the
+    // log (`stored`, which `GET /v1/audit` awaits) must not wait on that.
+    let (_upstream, gateway) = setup_with("").await;
+    let audit = gateway
+        .gateway()
+        .unwrap_or_else(|| panic!("gateway running"))
+        .state
+        .audit()
+        .clone();
+    wait_until("the store thread in the background", WAIT, || {
+        audit.stores_in_background()
+    })
+    .await;
+    // One record the store cannot take while the lock is held: the store thread stays in
+    // its store attempt (SQLite's busy wait) instead of catching up and going back.
+    let lock = hold_write_lock(&gateway);
+    let answered = TestClient::new()
+        .post_json(
+            &gateway.url("/v1/chat/completions"),
+            &gateway.tenant_key,
+            &chat_body(false),
+        )
+        .await;
+    assert_eq!(answered.status, StatusCode::OK, "{}", answered.text());
+    assert!(audit.stores_in_background(), "one record is not behind");
+    let _ = tokio::time::timeout(Duration::from_millis(100), audit.stored()).await;
+    assert!(!audit.stores_in_background());
+    drop(lock);
+}
+
 /// Takes the SQLite database's write lock from another connection (as another process
 /// could) and keeps it until dropped: the audit writer's transactions wait, then fail.
 fn hold_write_lock(gateway: &flowgate_test_support::TestGateway) -> rusqlite::Connection {
