@@ -14,3 +14,9 @@ pub fn error_line(text: &str) {
 pub fn json(value: &serde_json::Value) {
     line(&serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()));
 }
+
+#[expect(clippy::print_stderr, reason = "the CLI's error channel")]
+pub fn warn(text: &str) {
+    let single = text.replace('\n', " ");
+    eprintln!("warning: {single}");
+}

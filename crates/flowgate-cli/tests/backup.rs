@@ -5,7 +5,8 @@
 //! stopped: restoring over the store that still holds the data is refused without `--force`;
 //! restoring into an emptied store works, `flowgate audit verify` passes on it, every request
 //! answered before the backup is in the restored log, and a gateway on the restored store
-//! accepts the tenant's key; `restore --force` over a non-empty store works too.
+//! accepts the tenant's key; `restore --force` over a non-empty store works too. And a backup
+//! holds the records a gateway acknowledged that only its journal holds.
 
 use flowgate_store::{SqlStore, Store as _, StoreOptions};
 use flowgate_test_support::{MockUpstream, TestClient};
@@ -152,13 +153,8 @@ async fn audit_size(database_url: &str) -> u64 {
     size
 }
 
-/// The whole round trip; `empty` removes the store's data (the file, or the schema).
-async fn round_trip(dir: &Path, database_url: &str, backup: &Path, empty: impl AsyncFn()) {
-    let upstream = MockUpstream::start()
-        .await
-        .unwrap_or_else(|err| panic!("mock upstream: {err}"));
-    let client = TestClient::new();
-    let serving = serve(dir, database_url, &upstream).await;
+/// A new tenant's API key.
+async fn tenant_key(client: &TestClient, serving: &Serving) -> String {
     let created = client
         .post_json(
             &serving.url("/v1/tenants"),
@@ -167,16 +163,46 @@ async fn round_trip(dir: &Path, database_url: &str, backup: &Path, empty: impl A
         )
         .await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
-    let key = created.json()["api_key"]
+    created.json()["api_key"]
         .as_str()
         .unwrap_or_default()
-        .to_owned();
-    for _ in 0..BEFORE {
+        .to_owned()
+}
+
+/// `count` chat requests, each answered.
+async fn chat_requests(client: &TestClient, serving: &Serving, key: &str, count: usize) {
+    for _ in 0..count {
         let answer = client
-            .post_json(&serving.url("/v1/chat/completions"), &key, &chat())
+            .post_json(&serving.url("/v1/chat/completions"), key, &chat())
             .await;
         assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
     }
+}
+
+/// Runs one SQL statement on the store.
+async fn execute(database_url: &str, statement: &'static str) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(database_url)
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    sqlx::query(statement)
+        .execute(&pool)
+        .await
+        .unwrap_or_else(|err| panic!("{statement}: {err}"));
+    pool.close().await;
+}
+
+/// The whole round trip; `empty` removes the store's data (the file, or the schema).
+async fn round_trip(dir: &Path, database_url: &str, backup: &Path, empty: impl AsyncFn()) {
+    let upstream = MockUpstream::start()
+        .await
+        .unwrap_or_else(|err| panic!("mock upstream: {err}"));
+    let client = TestClient::new();
+    let serving = serve(dir, database_url, &upstream).await;
+    let key = tenant_key(&client, &serving).await;
+    chat_requests(&client, &serving, &key, BEFORE).await;
 
     // Online: requests keep coming while the backup runs.
     let load = {
@@ -265,6 +291,48 @@ async fn sqlite_round_trip() {
         }
     };
     round_trip(dir.path(), &url, &backup, empty).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_backup_holds_the_records_only_the_journal_holds() {
+    // A gateway answers while its store takes no audit records (they wait in its journal),
+    // then dies (SIGKILL) with them there: the backup holds them all the same.
+    let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
+    let database = dir.path().join("data").join("flowgate.db");
+    let url = format!("sqlite://{}", database.display());
+    let backup = dir.path().join("flowgate-backup.db");
+    let upstream = MockUpstream::start()
+        .await
+        .unwrap_or_else(|err| panic!("mock upstream: {err}"));
+    let client = TestClient::new();
+    let serving = serve(dir.path(), &url, &upstream).await;
+    let key = tenant_key(&client, &serving).await;
+    execute(
+        &url,
+        "CREATE TRIGGER hold_audit BEFORE INSERT ON audit_entries \
+         BEGIN SELECT RAISE(ABORT, 'held'); END",
+    )
+    .await;
+    let stored = audit_size(&url).await;
+    chat_requests(&client, &serving, &key, BEFORE).await;
+    assert_eq!(audit_size(&url).await, stored, "the store took records");
+    drop(serving);
+    execute(&url, "DROP TRIGGER hold_audit").await;
+
+    let backup_arg = backup.display().to_string();
+    let backed_up = flowgate(dir.path(), &url, &["backup", "--out", &backup_arg]);
+    assert_eq!(backed_up.status.code(), Some(0), "{}", describe(&backed_up));
+    assert_eq!(audit_size(&url).await, stored, "backup wrote to the store");
+    let restored = flowgate(dir.path(), &url, &["restore", "--force", &backup_arg]);
+    assert_eq!(restored.status.code(), Some(0), "{}", describe(&restored));
+    let size = audit_size(&url).await;
+    // Each answered request's record was journaled before its answer.
+    assert!(
+        size >= stored + BEFORE as u64,
+        "restored log holds {size} records, {stored} stored before"
+    );
+    let verify = flowgate(dir.path(), &url, &["audit", "verify", "--origin", ORIGIN]);
+    assert_eq!(verify.status.code(), Some(0), "{}", describe(&verify));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

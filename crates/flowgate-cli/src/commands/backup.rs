@@ -11,6 +11,14 @@
 //! both with the configured URL (a password in it is handed over in `PGPASSWORD`, not on the
 //! command line). Without the client tools on PATH the command explains the procedure.
 //!
+//! Audit records the node acknowledged but its store has not taken yet sit in the node's
+//! journal for a few milliseconds (longer while the store is down or the gateway stopped with
+//! some left). The backup copies the journal before the snapshot: for SQLite it stores the
+//! copy into the snapshot (as a start replays the journal), so the backup holds every record
+//! acknowledged before it began; a PostgreSQL dump cannot take it, so the backup first waits
+//! (up to `JOURNAL_WAIT`) until the store holds what the copy holds, and says what the dump
+//! lacks if it does not.
+//!
 //! Restore refuses a store that already holds flowgate data (an audit log, a tenant, a
 //! webhook or a provider credential; a missing database file or schema is empty) unless
 //! `--force`. Audit logs are restored byte for byte, so `flowgate audit verify` passes on the
@@ -21,6 +29,13 @@ use anyhow::{Context as _, bail};
 use sqlx::{AnyPool, AssertSqlSafe, Executor as _, Row as _};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
+
+use flowgate_gateway::audit::JournalCopy;
+use flowgate_store::{Store as _, StoreOptions};
+
+/// How long a PostgreSQL backup waits for the store to take what the node's journal holds.
+const JOURNAL_WAIT: Duration = Duration::from_secs(10);
 
 /// `sqlite://` path of a SQLite URL, `None` for PostgreSQL.
 fn sqlite_path(url: &str) -> Option<PathBuf> {
@@ -53,6 +68,10 @@ pub async fn backup(config: &ConfigArgs, out: &Path) -> anyhow::Result<()> {
     if out.exists() {
         bail!("{} exists; backup writes a new file", out.display());
     }
+    // Before the snapshot: what the store may lack is in the journal until it is stored.
+    let folder = tempfile::tempdir().context("cannot create a temporary folder")?;
+    let journal =
+        JournalCopy::take(&config.audit, folder.path()).context("cannot copy the audit journal")?;
     match sqlite_path(&url) {
         Some(path) => {
             if !path.exists() {
@@ -66,13 +85,24 @@ pub async fn backup(config: &ConfigArgs, out: &Path) -> anyhow::Result<()> {
             .await
             .context("VACUUM INTO")?;
             pool.close().await;
+            if let Some(journal) = &journal {
+                store_journal(journal, out).await?;
+            }
             crate::output::line(&format!(
-                "backed up {} to {} (SQLite snapshot)",
+                "backed up {} to {} (SQLite snapshot{})",
                 path.display(),
-                out.display()
+                out.display(),
+                if journal.is_some() {
+                    " with the audit journal's records"
+                } else {
+                    ""
+                }
             ));
         }
         None => {
+            if let Some(journal) = &journal {
+                wait_for_store(&url, journal).await?;
+            }
             let schema = postgres_schema(&url).await?;
             let mut command = postgres_tool("pg_dump", &url)?;
             command
@@ -86,6 +116,59 @@ pub async fn backup(config: &ConfigArgs, out: &Path) -> anyhow::Result<()> {
                 out.display()
             ));
         }
+    }
+    Ok(())
+}
+
+/// Stores into the snapshot `file` what it lacks of the journal copy, then puts the file back
+/// in rollback-journal mode (a single file, readable without its WAL).
+async fn store_journal(journal: &JournalCopy, file: &Path) -> anyhow::Result<()> {
+    let mut target = flowgate_store::SqliteAuditAppender::open(file)
+        .context("cannot open the snapshot to add the audit journal")?;
+    journal
+        .store_into(&mut target)
+        .context("cannot store the audit journal into the snapshot")?;
+    drop(target);
+    let pool = pool(&format!("sqlite://{}?mode=rw", file.display())).await?;
+    let done = pool.execute("PRAGMA journal_mode=DELETE").await;
+    pool.close().await;
+    done.context("cannot take the snapshot out of WAL mode")?;
+    Ok(())
+}
+
+/// Waits until the store holds every record of the journal copy (the running gateway stores
+/// them within milliseconds), at most `JOURNAL_WAIT`; says what the dump lacks otherwise.
+async fn wait_for_store(url: &str, journal: &JournalCopy) -> anyhow::Result<()> {
+    let end = journal
+        .end()
+        .context("cannot read the audit journal copy")?;
+    if end == 0 {
+        return Ok(());
+    }
+    let store = flowgate_store::SqlStore::connect(&StoreOptions {
+        url: url.to_owned(),
+        max_connections: 1,
+        schema: None,
+    })
+    .await
+    .context("cannot connect to the store")?;
+    let audit = store
+        .audit_store()
+        .context("the store keeps no audit log")?;
+    let deadline = Instant::now() + JOURNAL_WAIT;
+    let stored = loop {
+        let stored = audit.audit_size(journal.origin()).await?;
+        if stored >= end || Instant::now() >= deadline {
+            break stored;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    store.close().await;
+    if stored < end {
+        crate::output::warn(&format!(
+            "the audit journal holds records {stored}..{end} of {} that the store has not taken (is the gateway stopped? it stores them at its next start): this dump lacks them",
+            journal.origin()
+        ));
     }
     Ok(())
 }

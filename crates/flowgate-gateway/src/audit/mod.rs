@@ -14,6 +14,7 @@
 //! batch. Leaves out: streaming to NATS/Kafka (`sink`), HTTP (see `admin::audit`).
 
 mod background;
+mod copy;
 mod journal;
 pub mod sink;
 mod spool;
@@ -35,6 +36,7 @@ use flowgate_config::{AuditAcknowledge, AuditConfig, AuditOnFull};
 use flowgate_store::{AuditAppender, AuditStore, BlockingAppender, OriginLog, StoreError};
 use tokio::sync::oneshot;
 
+pub use copy::JournalCopy;
 pub use spool::SpoolError;
 use writer::{Pending, Writer, WriterGauges};
 
