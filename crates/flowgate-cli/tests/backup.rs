@@ -277,12 +277,19 @@ async fn round_trip(dir: &Path, database_url: &str, backup: &Path, empty: impl A
     assert_eq!(verify.status.code(), Some(0), "{}", describe(&verify));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_round_trip() {
+/// A folder for a SQLite gateway: the folder, its database file, the database URL and the
+/// backup file.
+fn sqlite_layout() -> (tempfile::TempDir, PathBuf, String, PathBuf) {
     let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
     let database = dir.path().join("data").join("flowgate.db");
     let url = format!("sqlite://{}", database.display());
     let backup = dir.path().join("flowgate-backup.db");
+    (dir, database, url, backup)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_round_trip() {
+    let (dir, database, url, backup) = sqlite_layout();
     let empty = || async {
         for suffix in ["", "-wal", "-shm"] {
             let mut path = database.as_os_str().to_owned();
@@ -297,10 +304,7 @@ async fn sqlite_round_trip() {
 async fn a_sqlite_backup_holds_the_records_only_the_journal_holds() {
     // A gateway answers while its store takes no audit records (they wait in its journal),
     // then dies (SIGKILL) with them there: the backup holds them all the same.
-    let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
-    let database = dir.path().join("data").join("flowgate.db");
-    let url = format!("sqlite://{}", database.display());
-    let backup = dir.path().join("flowgate-backup.db");
+    let (dir, _, url, backup) = sqlite_layout();
     let upstream = MockUpstream::start()
         .await
         .unwrap_or_else(|err| panic!("mock upstream: {err}"));

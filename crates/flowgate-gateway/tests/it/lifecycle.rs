@@ -71,18 +71,9 @@ async fn the_journal_answers_while_the_database_is_locked_then_refuses_when_full
     let (_upstream, gateway) = setup_with("[audit]\nspool_max_bytes = 65536\n").await;
     let client = TestClient::new();
     let url = gateway.url("/v1/chat/completions");
-    let audit = gateway
-        .gateway()
-        .unwrap_or_else(|| panic!("gateway running"))
-        .state
-        .audit()
-        .clone();
     // The store thread keeps up in the idle scheduling class (the suite runs as root, which
     // may move it back)...
-    wait_until("the store thread in the background", WAIT, || {
-        audit.stores_in_background()
-    })
-    .await;
+    let audit = audit_in_background(&gateway).await;
     let lock = hold_write_lock(&gateway);
     let answered = client
         .post_json(&url, &gateway.tenant_key, &chat_body(false))
@@ -159,16 +150,7 @@ async fn a_reader_waiting_for_the_store_takes_the_store_thread_out_of_the_backgr
     // In the idle scheduling class a busy machine can starve the store thread; a read of the
     // log (`stored`, which `GET /v1/audit` awaits) must not wait on that.
     let (_upstream, gateway) = setup_with("").await;
-    let audit = gateway
-        .gateway()
-        .unwrap_or_else(|| panic!("gateway running"))
-        .state
-        .audit()
-        .clone();
-    wait_until("the store thread in the background", WAIT, || {
-        audit.stores_in_background()
-    })
-    .await;
+    let audit = audit_in_background(&gateway).await;
     // One record the store cannot take while the lock is held: the store thread stays in
     // its store attempt (SQLite's busy wait) instead of catching up and going back.
     let lock = hold_write_lock(&gateway);
@@ -184,6 +166,23 @@ async fn a_reader_waiting_for_the_store_takes_the_store_thread_out_of_the_backgr
     let _ = tokio::time::timeout(Duration::from_millis(100), audit.stored()).await;
     assert!(!audit.stores_in_background());
     drop(lock);
+}
+
+/// The gateway's audit log, once its store thread runs in the idle scheduling class.
+async fn audit_in_background(
+    gateway: &flowgate_test_support::TestGateway,
+) -> flowgate_gateway::audit::AuditLog {
+    let audit = gateway
+        .gateway()
+        .unwrap_or_else(|| panic!("gateway running"))
+        .state
+        .audit()
+        .clone();
+    wait_until("the store thread in the background", WAIT, || {
+        audit.stores_in_background()
+    })
+    .await;
+    audit
 }
 
 /// Takes the SQLite database's write lock from another connection (as another process
