@@ -3,7 +3,8 @@
 //! (`SqliteAuditAppender`); any other store is driven through `BlockingAppender`, which runs
 //! the async `AuditStore::append_audit` on the tokio runtime from the writer thread, each
 //! attempt bounded in time (a store that hangs is as good as down for the writer, which then
-//! spools; if the attempt committed after all, the replay sees it in `tail` and skips it).
+//! spools; if the attempt committed after all, the replay sees it in `tail` and skips it). The
+//! bound may grow while attempts run out of time, where nothing waits on them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +47,11 @@ pub struct BlockingAppender {
     store: Arc<dyn AuditStore>,
     runtime: tokio::runtime::Handle,
     attempt_timeout: Duration,
+    /// The longest bound: see `growing_to`.
+    max_timeout: Duration,
+    /// The bound of the next call: `attempt_timeout`, doubled after each call that ran out
+    /// of time (up to `max_timeout`); a store found this slow keeps the longer bound.
+    bound: Duration,
 }
 
 impl BlockingAppender {
@@ -60,41 +66,59 @@ impl BlockingAppender {
             store,
             runtime,
             attempt_timeout,
+            max_timeout: attempt_timeout,
+            bound: attempt_timeout,
         }
     }
 
+    /// While calls run out of time, each next call gets twice as long, up to `max_timeout`:
+    /// a store that is slow rather than down (reconnecting on a loaded machine) then gets
+    /// attempts long enough to succeed instead of failing each one. Only for a writer nothing
+    /// waits on while it tries.
+    #[must_use]
+    pub fn growing_to(mut self, max_timeout: Duration) -> Self {
+        self.max_timeout = max_timeout.max(self.attempt_timeout);
+        self
+    }
+
     fn bounded<T>(
-        &self,
+        &mut self,
         attempt: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        self.runtime.block_on(async {
-            tokio::time::timeout(self.attempt_timeout, attempt)
-                .await
-                .unwrap_or(Err(StoreError::Connect {
+        let bound = self.bound;
+        match self
+            .runtime
+            .block_on(async { tokio::time::timeout(bound, attempt).await })
+        {
+            Ok(answered) => answered,
+            Err(_) => {
+                self.bound = (bound * 2).min(self.max_timeout);
+                Err(StoreError::Connect {
                     source: sqlx::Error::PoolTimedOut,
-                }))
-        })
+                })
+            }
+        }
     }
 }
 
 impl AuditAppender for BlockingAppender {
     fn append(&mut self, origin: &str, write: AuditWrite<'_>) -> Result<(), StoreError> {
-        self.bounded(self.store.append_audit(origin, write))
+        let store = Arc::clone(&self.store);
+        self.bounded(async move { store.append_audit(origin, write).await })
     }
 
     fn tail(&mut self, origin: &str) -> Result<LogTail, StoreError> {
-        self.bounded(async {
-            let next_index = self.store.audit_size(origin).await?;
-            let checkpoint_size = self
-                .store
+        let store = Arc::clone(&self.store);
+        self.bounded(async move {
+            let next_index = store.audit_size(origin).await?;
+            let checkpoint_size = store
                 .audit_checkpoints(origin)
                 .await?
                 .iter()
                 .map(|checkpoint| checkpoint.size)
                 .max();
             let last_leaf = match next_index.checked_sub(1) {
-                Some(last) => self
-                    .store
+                Some(last) => store
                     .audit_leaf_hashes(origin, last, next_index)
                     .await?
                     .first()

@@ -307,6 +307,8 @@ const AFTER_ANSWER_WAIT: Duration = Duration::from_secs(5);
 /// How long one store attempt of the writer may take when the store is driven through the
 /// runtime (PostgreSQL) before the batch is spooled instead.
 const STORE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
+/// The longest the journal's store thread lets an attempt run while attempts run out of time.
+const STORE_ATTEMPT_MAX_TIMEOUT: Duration = Duration::from_secs(8);
 
 impl AuditLog {
     /// Loads or creates the node's signing key, replays the spool left by an earlier run,
@@ -331,13 +333,26 @@ impl AuditLog {
             }
         };
         let runtime = tokio::runtime::Handle::current();
+        let journal_mode = settings
+            .spool
+            .as_ref()
+            .is_some_and(|spool| spool.acknowledge == AuditAcknowledge::Journal);
         let mut target: Box<dyn AuditAppender> = match store.dedicated_appender()? {
             Some(appender) => appender,
-            None => Box::new(BlockingAppender::new(
-                Arc::clone(&store),
-                runtime.clone(),
-                STORE_ATTEMPT_TIMEOUT,
-            )),
+            None => {
+                let blocking = BlockingAppender::new(
+                    Arc::clone(&store),
+                    runtime.clone(),
+                    STORE_ATTEMPT_TIMEOUT,
+                );
+                // No request waits on the journal's store thread: a slow store gets longer
+                // attempts. The store-mode writer spools what the store does not take in time.
+                Box::new(if journal_mode {
+                    blocking.growing_to(STORE_ATTEMPT_MAX_TIMEOUT)
+                } else {
+                    blocking
+                })
+            }
         };
         let (target, spool, next_segment, tail) = match settings.spool.clone() {
             Some(spool_settings) => {
@@ -590,7 +605,8 @@ impl AuditLog {
         }
         self.shared.gauges.closed.store(true, Ordering::Release);
         // Wake the writer if it waits for records; when the queue is full it is busy and
-        // sees `closed` on its next round.
+        // sees `closed` on its next round. Shutdown waits for it: out of the idle class.
+        self.shared.background.promote();
         let _ = self.shared.sender.try_send(None);
         let finished = self
             .shared

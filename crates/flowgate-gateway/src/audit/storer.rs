@@ -4,8 +4,8 @@
 //! frames to a transaction, deleting each once stored; it also journals the checkpoints due by
 //! time and announces the stored ones. While the store fails, segments wait and attempts back
 //! off; the journal's bound then decides (`on_full`). At shutdown it journals the final
-//! checkpoint and makes a last attempt; what the store did not take is replayed at the next
-//! start.
+//! checkpoint and stores what is left, retrying a failing store for up to `SHUTDOWN_RETRY`;
+//! what the store did not take is replayed at the next start.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -24,6 +24,9 @@ use super::writer::{Pending, ReplayError, WriterGauges, replay_spool, store_once
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How long shutdown keeps trying a store that fails before leaving the rest in the journal
+/// (a store just back, reconnecting on a loaded machine, may fail an attempt or two).
+const SHUTDOWN_RETRY: Duration = Duration::from_secs(5);
 
 pub(super) struct Storer {
     pub journal: Arc<Mutex<Journal>>,
@@ -55,6 +58,7 @@ impl Storer {
         let mut retry_at = Instant::now();
         let mut backoff = FIRST_BACKOFF;
         let mut behind = false;
+        let mut shutdown_deadline = None;
         self.background.enter();
         let period = self.background.period();
         loop {
@@ -108,6 +112,13 @@ impl Storer {
                 let _ = done.send(());
             }
             if closed {
+                let deadline =
+                    *shutdown_deadline.get_or_insert_with(|| Instant::now() + SHUTDOWN_RETRY);
+                let left = deadline.saturating_duration_since(Instant::now());
+                if behind && !self.conflicted && !left.is_zero() {
+                    std::thread::sleep(backoff.min(left));
+                    continue;
+                }
                 if behind {
                     tracing::warn!(
                         "audit store still unavailable at shutdown: records stay in the journal and are replayed at the next start"

@@ -342,12 +342,27 @@ async fn audit_api_filters_scopes_and_proves() {
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }
 
-/// Delegates to a real store but fails every append while `down` is set.
+/// Delegates to a real store but fails every append while `down` is set, and makes each
+/// append wait `slow_ms` first.
 #[derive(Debug)]
 struct FlakyStore {
     inner: Arc<SqlStore>,
     down: std::sync::atomic::AtomicBool,
     failures: std::sync::atomic::AtomicU64,
+    slow_ms: std::sync::atomic::AtomicU64,
+    appends: std::sync::atomic::AtomicU64,
+}
+
+impl FlakyStore {
+    async fn over_sqlite(dir: &std::path::Path, down: bool, slow_ms: u64) -> Arc<Self> {
+        Arc::new(Self {
+            inner: sqlite_store(dir).await,
+            down: std::sync::atomic::AtomicBool::new(down),
+            failures: std::sync::atomic::AtomicU64::new(0),
+            slow_ms: std::sync::atomic::AtomicU64::new(slow_ms),
+            appends: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
 }
 
 #[async_trait::async_trait]
@@ -373,6 +388,10 @@ impl AuditStore for FlakyStore {
         origin: &str,
         write: flowgate_store::AuditWrite<'_>,
     ) -> Result<(), flowgate_store::StoreError> {
+        self.appends
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let slow = self.slow_ms.load(std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(slow)).await;
         if self.down.load(std::sync::atomic::Ordering::SeqCst) {
             self.failures
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -474,11 +493,7 @@ impl AuditStore for FlakyStore {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_outage_holds_records_in_order_until_it_returns() {
     let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
-    let flaky = Arc::new(FlakyStore {
-        inner: sqlite_store(dir.path()).await,
-        down: std::sync::atomic::AtomicBool::new(true),
-        failures: std::sync::atomic::AtomicU64::new(0),
-    });
+    let flaky = FlakyStore::over_sqlite(dir.path(), true, 0).await;
     let log = AuditLog::start(flaky.clone(), settings(64, AuditOnFull::Refuse))
         .await
         .unwrap_or_else(|err| panic!("start: {err}"));
@@ -533,6 +548,46 @@ async fn store_outage_holds_records_in_order_until_it_returns() {
             .first()
             .is_some_and(|row| row.record.contains("\"req-0\""))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_journal_mode_a_store_slower_than_an_attempt_gets_longer_attempts() {
+    // Each append takes 3 s, longer than an attempt's first bound (1 s) and its second (2 s):
+    // the journal's store thread (nothing waits on it) doubles the bound instead of failing
+    // forever.
+    let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
+    let flaky = FlakyStore::over_sqlite(dir.path(), false, 3000).await;
+    let mut settings = settings(64, AuditOnFull::Refuse);
+    settings.spool = Some(flowgate_gateway::audit::SpoolSettings {
+        path: dir.path().join("journal").join("audit.spool"),
+        max_bytes: 64 << 20,
+        acknowledge: flowgate_config::AuditAcknowledge::Journal,
+    });
+    let log = AuditLog::start(flaky.clone(), settings)
+        .await
+        .unwrap_or_else(|err| panic!("start: {err}"));
+    for i in 0..10u64 {
+        let receipt = log
+            .submit(record(i, "t1"))
+            .unwrap_or_else(|err| panic!("submit {i}: {err}"));
+        assert_eq!(receipt.durable().await, Ok(i), "journaled at once");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while flaky.inner.audit_size(log.origin()).await.unwrap_or(0) < 10 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow store never took the records ({} attempts)",
+            flaky.appends.load(std::sync::atomic::Ordering::SeqCst)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        flaky.appends.load(std::sync::atomic::Ordering::SeqCst) >= 3,
+        "the first two attempts ran out of time"
+    );
+    flaky.slow_ms.store(0, std::sync::atomic::Ordering::SeqCst);
+    log.shutdown().await;
+    assert!(verified_size(&log).await >= 10);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
