@@ -2,7 +2,7 @@
 
 use crate::{chat_body, setup, setup_with, wait_until};
 use flowgate_test_support::client::next_chunk;
-use flowgate_test_support::{Behaviour, TestClient};
+use flowgate_test_support::{Behaviour, TestClient, TestResponse};
 use http::{Method, StatusCode};
 use std::time::Duration;
 
@@ -154,18 +154,23 @@ async fn a_reader_waiting_for_the_store_takes_the_store_thread_out_of_the_backgr
     // One record the store cannot take while the lock is held: the store thread stays in
     // its store attempt (SQLite's busy wait) instead of catching up and going back.
     let lock = hold_write_lock(&gateway);
-    let answered = TestClient::new()
-        .post_json(
-            &gateway.url("/v1/chat/completions"),
-            &gateway.tenant_key,
-            &chat_body(false),
-        )
-        .await;
+    let answered = post_chat(&gateway).await;
     assert_eq!(answered.status, StatusCode::OK, "{}", answered.text());
     assert!(audit.stores_in_background(), "one record is not behind");
     let _ = tokio::time::timeout(Duration::from_millis(100), audit.stored()).await;
     assert!(!audit.stores_in_background());
     drop(lock);
+}
+
+/// One non-streaming chat request with the gateway's tenant key.
+async fn post_chat(gateway: &flowgate_test_support::TestGateway) -> TestResponse {
+    TestClient::new()
+        .post_json(
+            &gateway.url("/v1/chat/completions"),
+            &gateway.tenant_key,
+            &chat_body(false),
+        )
+        .await
 }
 
 /// The gateway's audit log, once its store thread runs in the idle scheduling class.
@@ -205,13 +210,7 @@ async fn serve_mode_keeps_answering_while_the_store_is_down() {
     .await;
     gateway.store.close().await;
     let _lock = hold_write_lock(&gateway);
-    let served = TestClient::new()
-        .post_json(
-            &gateway.url("/v1/chat/completions"),
-            &gateway.tenant_key,
-            &chat_body(false),
-        )
-        .await;
+    let served = post_chat(&gateway).await;
     assert_eq!(served.status, StatusCode::OK, "{}", served.text());
     assert!(served.header("x-flowgate-audit-index").is_none());
 }
@@ -295,13 +294,7 @@ async fn the_database_never_holds_a_key() {
 #[tokio::test]
 async fn with_the_audit_log_disabled_nothing_is_recorded() {
     let (_upstream, gateway) = setup_with("[audit]\nenabled = false\n").await;
-    let response = TestClient::new()
-        .post_json(
-            &gateway.url("/v1/chat/completions"),
-            &gateway.tenant_key,
-            &chat_body(false),
-        )
-        .await;
+    let response = post_chat(&gateway).await;
     assert_eq!(response.status, StatusCode::OK, "{}", response.text());
     assert!(response.header("x-flowgate-audit-index").is_none());
     let listed = TestClient::new()
