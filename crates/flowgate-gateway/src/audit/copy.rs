@@ -24,11 +24,11 @@ pub struct JournalCopy {
     max_batch: usize,
 }
 
-/// Copies `from` to `to`; false when `from` is gone (stored and removed meanwhile).
-fn copy_file(from: &Path, to: &Path) -> Result<bool, SpoolError> {
+/// Copies `from` to `to`; nothing when `from` is gone (stored and removed meanwhile).
+fn copy_file(from: &Path, to: &Path) -> Result<(), SpoolError> {
     match std::fs::copy(from, to) {
-        Ok(_) => Ok(true),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(source) => Err(SpoolError::Io {
             path: from.to_owned(),
             source,

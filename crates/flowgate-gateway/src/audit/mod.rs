@@ -333,10 +333,10 @@ impl AuditLog {
             }
         };
         let runtime = tokio::runtime::Handle::current();
-        let journal_mode = settings
+        let journal_settings = settings
             .spool
             .as_ref()
-            .is_some_and(|spool| spool.acknowledge == AuditAcknowledge::Journal);
+            .filter(|spool| spool.acknowledge == AuditAcknowledge::Journal);
         let mut target: Box<dyn AuditAppender> = match store.dedicated_appender()? {
             Some(appender) => appender,
             None => {
@@ -347,7 +347,7 @@ impl AuditLog {
                 );
                 // No request waits on the journal's store thread: a slow store gets longer
                 // attempts. The store-mode writer spools what the store does not take in time.
-                Box::new(if journal_mode {
+                Box::new(if journal_settings.is_some() {
                     blocking.growing_to(STORE_ATTEMPT_MAX_TIMEOUT)
                 } else {
                     blocking
@@ -390,10 +390,6 @@ impl AuditLog {
                     detail: err.to_string(),
                 })?;
         let appender = LogAppender::restore(&origin, signer, settings.policy, state)?;
-        let journal_settings = settings
-            .spool
-            .as_ref()
-            .filter(|spool| spool.acknowledge == AuditAcknowledge::Journal);
         let capacity = settings.queue_capacity.max(1);
         // In journal mode the channel only wakes the store thread: no slots for records.
         let (sender, receiver) = std::sync::mpsc::sync_channel(if journal_settings.is_some() {
